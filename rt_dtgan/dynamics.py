@@ -1,0 +1,87 @@
+"""Appearance-suppressed dynamics z_d = H - H_st, offline and streaming.
+
+H is the encoder's LSTM run over the source video [y0, y1, ...]; H_st the same LSTM run
+over the static video [y0, y0, ...]. Both runs share their first step exactly (same input,
+same zero state), so both ways compute it once and z_d(0) is exactly zero.
+
+- ``dynamics_offline``: whole sequences at once, with ``nn.LSTM`` (training, evaluation);
+- ``start_dynamics`` / ``step_dynamics``: one frame at a time with the state passed in and
+  out explicitly, O(1) work per frame: one CNN pass, one LSTM step for the live state and
+  one for the static state, which reuses the cached input gates of y0.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from rt_dtgan.models.encoder import DynamicsEncoder, LSTMState
+
+
+class DynamicsState(NamedTuple):
+    """Per-stream state (B streams): the LSTM input gates of the anchor frame y0
+    (B, 4 * hidden_dim), and the live and static LSTM states, each (B, hidden_dim) twice."""
+
+    anchor_gates: Tensor
+    live: LSTMState
+    static: LSTMState
+
+
+def dynamics_offline(encoder: DynamicsEncoder, video: Tensor) -> Tensor:
+    """video (B, T, 3, S, S) in [-1, 1] -> z_d (B, T, hidden_dim), z_d[:, 0] == 0 exactly.
+
+    Differentiable with respect to ``video`` (the generator's gradient path through A).
+    """
+    batch, length = video.shape[:2]
+    features = encoder.frame_features(video.flatten(0, 1)).unflatten(0, (batch, length))
+    first = _first_step(encoder, features[:, 0])
+    z_first = (first.h - first.h).unsqueeze(1)
+    if length == 1:
+        return z_first
+    live = encoder.sequence_hidden(features[:, 1:], first)
+    static = encoder.sequence_hidden(features[:, :1].expand(-1, length - 1, -1), first)
+    return torch.cat([z_first, live - static], dim=1)
+
+
+def _first_step(encoder: DynamicsEncoder, first_features: Tensor) -> LSTMState:
+    """The LSTM state after the first frame, from its features (B, feature_dim)."""
+    zero = encoder.initial_state(first_features.shape[0], first_features)
+    _, (h, c) = encoder.lstm(first_features.unsqueeze(1), (zero.h.unsqueeze(0), zero.c.unsqueeze(0)))
+    return LSTMState(h.squeeze(0), c.squeeze(0))
+
+
+def start_dynamics(encoder: DynamicsEncoder, anchor_frame: Tensor) -> tuple[Tensor, DynamicsState]:
+    """anchor_frame y0 (B, 3, S, S) in [-1, 1] -> (z_d(0) (B, hidden_dim), all zeros; the state).
+
+    Also the way to recalibrate: a new anchor restarts both LSTM states.
+    """
+    anchor_gates = encoder.input_gates(encoder.frame_features(anchor_frame))
+    first = encoder.lstm_step(anchor_gates, encoder.initial_state(anchor_frame.shape[0], anchor_gates))
+    return first.h - first.h, DynamicsState(anchor_gates, first, first)
+
+
+def step_dynamics(encoder: DynamicsEncoder, frame: Tensor, state: DynamicsState) -> tuple[Tensor, DynamicsState]:
+    """frame y_t (B, 3, S, S) in [-1, 1] and the state after y_{t-1} -> (z_d(t) (B, hidden_dim),
+    the state after y_t). The live and static steps run as one batched LSTM step."""
+    batch = frame.shape[0]
+    live_gates = encoder.input_gates(encoder.frame_features(frame))
+    both = encoder.lstm_step(
+        torch.cat([live_gates, state.anchor_gates]),
+        LSTMState(torch.cat([state.live.h, state.static.h]), torch.cat([state.live.c, state.static.c])),
+    )
+    live = LSTMState(both.h[:batch], both.c[:batch])
+    static = LSTMState(both.h[batch:], both.c[batch:])
+    return live.h - static.h, DynamicsState(state.anchor_gates, live, static)
+
+
+def dynamics_streamed(encoder: DynamicsEncoder, video: Tensor) -> Tensor:
+    """video (B, T, 3, S, S) -> z_d (B, T, hidden_dim), one frame at a time through the
+    streaming state (the reference the runtime engine must match)."""
+    z_first, state = start_dynamics(encoder, video[:, 0])
+    outputs = [z_first]
+    for t in range(1, video.shape[1]):
+        z_t, state = step_dynamics(encoder, video[:, t], state)
+        outputs.append(z_t)
+    return torch.stack(outputs, dim=1)

@@ -1,0 +1,123 @@
+"""Checkpoints rebuild the model bit for bit, and every bad file fails with its own message."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from conftest import make_lively_model, random_video
+from rt_dtgan.checkpoint import CheckpointError, load_checkpoint, read_config, save_checkpoint
+from rt_dtgan.dynamics import dynamics_streamed
+from rt_dtgan.models import PARTS
+
+
+def _outputs(model, video):
+    with torch.inference_mode():
+        z_d = dynamics_streamed(model.encoder, video)
+        return z_d, model.generate(video[:, 0], z_d[:, -1])
+
+
+@pytest.fixture(scope="module")
+def model():
+    return make_lively_model(seed=3)
+
+
+@pytest.fixture
+def saved(model, tmp_path):
+    return save_checkpoint(tmp_path / "model.safetensors", model)
+
+
+def test_round_trip_is_bit_identical(model, saved):
+    video = random_video(1, 8, 64, seed=9)
+    loaded = load_checkpoint(saved)
+    assert loaded.config == model.config
+    assert all(torch.equal(a, b) for a, b in zip(_outputs(model, video), _outputs(loaded, video)))
+
+
+def test_all_parts_round_trip(model, tmp_path):
+    path = save_checkpoint(tmp_path / "all.safetensors", model, parts=PARTS)
+    assert read_config(path) == (model.config, list(PARTS))
+    loaded = load_checkpoint(path)
+    for part in PARTS:
+        ours, theirs = getattr(model, part).state_dict(), getattr(loaded, part).state_dict()
+        assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
+def test_half_precision_file_loads_as_float32_close_to_the_original(model, tmp_path):
+    path = save_checkpoint(tmp_path / "half.safetensors", model, dtype=torch.float16)
+    loaded = load_checkpoint(path)
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    video = random_video(1, 8, 64, seed=10)
+    (z_ours, frame_ours), (z_half, frame_half) = _outputs(model, video), _outputs(loaded, video)
+    assert (frame_ours - frame_half).abs().max() < 0.05
+
+
+def test_pickle_is_refused_without_being_opened(model, tmp_path):
+    path = tmp_path / "model.pt"
+    torch.save(model.state_dict(), path)
+    with pytest.raises(CheckpointError, match=r"model\.pt: is a pickle"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("keep", [3, 200, 0.5, -16])
+def test_truncated_file_is_reported(saved, keep):
+    data = saved.read_bytes()
+    cut = int(len(data) * keep) if isinstance(keep, float) else keep % len(data)
+    saved.write_bytes(data[:cut])
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: .*(truncated|too short)"):
+        load_checkpoint(saved)
+
+
+def test_wrong_shape_names_the_tensor(saved):
+    tensors, metadata = load_file(saved), _metadata(saved)
+    tensors["generator.head.weight"] = torch.zeros(1, 2, 3)
+    save_file(tensors, saved, metadata=metadata)
+    with pytest.raises(CheckpointError, match=r"'generator.head.weight' has shape \(1, 2, 3\)"):
+        load_checkpoint(saved)
+
+
+def test_missing_tensor_is_named(saved):
+    tensors, metadata = load_file(saved), _metadata(saved)
+    del tensors["embedder.to_grid.1.weight"]
+    save_file(tensors, saved, metadata=metadata)
+    with pytest.raises(CheckpointError, match=r"missing 1 tensor\(s\), first \['embedder.to_grid.1.weight'\]"):
+        load_checkpoint(saved)
+
+
+def test_missing_part_is_reported(model, tmp_path):
+    path = save_checkpoint(tmp_path / "encoder.safetensors", model, parts=["encoder"])
+    with pytest.raises(CheckpointError, match=r"\['embedder', 'generator'\] are needed"):
+        load_checkpoint(path)
+    assert load_checkpoint(path, required_parts=["encoder"]).config == model.config
+
+
+def test_foreign_safetensors_file_is_reported(tmp_path):
+    path = tmp_path / "other.safetensors"
+    save_file({"weight": torch.zeros(2)}, path)
+    with pytest.raises(CheckpointError, match="not an rt-dtgan checkpoint"):
+        load_checkpoint(path)
+
+
+def test_bad_config_in_header_is_reported(saved):
+    tensors, metadata = load_file(saved), _metadata(saved)
+    config = json.loads(metadata["config"])
+    config["preprocess"]["size"] = 100
+    metadata["config"] = json.dumps(config)
+    save_file(tensors, saved, metadata=metadata)
+    with pytest.raises(CheckpointError, match="bad header: .*crop size must be one of"):
+        load_checkpoint(saved)
+
+
+def test_missing_file_is_reported(tmp_path):
+    with pytest.raises(CheckpointError, match="no such checkpoint file"):
+        load_checkpoint(tmp_path / "absent.safetensors")
+
+
+def _metadata(path):
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return handle.metadata()

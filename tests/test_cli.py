@@ -1,0 +1,58 @@
+"""The `rt-dtgan` command: doctor, info, clear errors, and the missing-extra sentence."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+
+import pytest
+
+from conftest import make_lively_model
+from rt_dtgan.checkpoint import save_checkpoint
+from rt_dtgan.cli import main
+from rt_dtgan.optional import MissingExtraError, require
+
+
+def test_doctor_reports_packages_and_a_passing_streaming_check(capsys):
+    assert main(["doctor", "--size", "64", "--frames", "30"]) == 0
+    out = capsys.readouterr().out
+    assert "onnxruntime providers" in out
+    assert "streaming dynamics  ok: 30 frames" in out
+
+
+def test_doctor_checks_a_given_checkpoint(tmp_path, capsys):
+    path = save_checkpoint(tmp_path / "m.safetensors", make_lively_model())
+    assert main(["doctor", "--checkpoint", str(path), "--frames", "20"]) == 0
+    assert f"20 frames ({path})" in capsys.readouterr().out
+
+
+def test_info_prints_the_parts(tmp_path, capsys):
+    path = save_checkpoint(tmp_path / "m.safetensors", make_lively_model())
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "64 px crops" in out and "generator" in out
+
+
+def test_bad_checkpoint_is_one_line_on_stderr(tmp_path, capsys):
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(b"\x80\x04not really")
+    assert main(["info", str(path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rt-dtgan info: ") and "is a pickle" in err and "\n" not in err
+
+
+def test_bad_value_exits_with_usage_status(capsys):
+    assert main(["doctor", "--frames", "0"]) == 2
+    assert "--frames must be at least 1" in capsys.readouterr().err
+
+
+def test_module_entry_point_runs():
+    result = subprocess.run([sys.executable, "-m", "rt_dtgan", "--version"], capture_output=True, text=True, check=True)
+    assert result.stdout.startswith("rt-dtgan ")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pyvirtualcam") is not None, reason="pyvirtualcam is installed")
+def test_missing_extra_names_the_install_command():
+    with pytest.raises(MissingExtraError, match=r"^the virtual camera needs the optional package 'pyvirtualcam': pip install 'rt-dtgan\[vcam\]'$"):
+        require("pyvirtualcam", "the virtual camera")

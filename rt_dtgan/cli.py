@@ -29,6 +29,20 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--frames", type=int, default=300, help="length of the random test sequence")
     doctor.set_defaults(handler=run_doctor)
 
+    export = commands.add_parser(
+        "export",
+        help="build inference engines from a checkpoint",
+        description="Export the stream graphs (target, calibrate, step) of a checkpoint, with a "
+        "meta.json tying them to it. ONNX graphs run in ONNX Runtime; TensorRT plans need an NVIDIA GPU.",
+    )
+    export.add_argument("--checkpoint", required=True, help="the .safetensors checkpoint to export")
+    export.add_argument("--backend", choices=("onnx", "tensorrt"), default="onnx")
+    export.add_argument("--precision", choices=("fp32", "fp16"), default="fp32")
+    export.add_argument("--size", type=int, choices=(64, 128, 256), help="crop size; must match the checkpoint")
+    export.add_argument("--max-batch", type=int, default=32, help="most streams batched into one engine call")
+    export.add_argument("--out", required=True, help="directory for the engines and meta.json")
+    export.set_defaults(handler=run_export)
+
     info = commands.add_parser("info", help="print a checkpoint's config and parameter counts")
     info.add_argument("checkpoint", help="path to a .safetensors checkpoint")
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -60,6 +74,26 @@ def run_doctor(args: argparse.Namespace) -> int:
     return 0 if check.passed else 1
 
 
+def run_export(args: argparse.Namespace) -> int:
+    from rt_dtgan.checkpoint import load_checkpoint
+    from rt_dtgan.runtime.export import export_onnx
+
+    if args.backend == "onnx" and args.precision == "fp16":
+        raise UsageError("ONNX graphs are exported in fp32; fp16 is a TensorRT build option (--backend tensorrt)")
+    if args.backend == "tensorrt":
+        raise UsageError("the TensorRT backend is not built yet; export --backend onnx")
+    if args.max_batch < 1:
+        raise UsageError("--max-batch must be at least 1")
+    model = load_checkpoint(args.checkpoint)
+    if args.size is not None and args.size != model.config.image_size:
+        raise UsageError(f"--size {args.size} does not match the checkpoint's {model.config.image_size} px crops")
+    print(f"exporting {args.checkpoint} ({model.config.image_size} px) to {args.out} ...", flush=True)
+    meta = export_onnx(model, args.out, args.checkpoint, max_batch=args.max_batch)
+    for name, graph in meta["graphs"].items():
+        print(f"  {name:<10} {graph['onnx']}  sha256 {graph['onnx_sha256'][:16]}")
+    return 0
+
+
 def run_info(args: argparse.Namespace) -> int:
     from rt_dtgan.checkpoint import load_checkpoint, read_config
 
@@ -83,6 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rt_dtgan.checkpoint import CheckpointError
     from rt_dtgan.config import ConfigError
     from rt_dtgan.optional import MissingExtraError
+    from rt_dtgan.runtime.export import EngineError
 
     args = build_parser().parse_args(argv)
     try:
@@ -90,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         print(f"rt-dtgan {args.command}: {error}", file=sys.stderr)
         return 2
-    except (CheckpointError, ConfigError, MissingExtraError) as error:
+    except (CheckpointError, ConfigError, EngineError, MissingExtraError) as error:
         print(f"rt-dtgan {args.command}: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -1,0 +1,146 @@
+"""The stream graphs: ONNX export, ONNX Runtime parity with torch, the StreamEngine's
+semantics, and the engine meta that ties engines to their checkpoint."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_lively_model, random_video
+from rt_dtgan.checkpoint import save_checkpoint
+from rt_dtgan.dynamics import dynamics_offline
+from rt_dtgan.runtime.backends import OnnxRuntimeBackend, TorchBackend
+from rt_dtgan.runtime.engine import DYNAMICS_KEYS, StreamEngine, to_image, to_tensor
+from rt_dtgan.runtime.export import EngineError, export_onnx, read_meta
+from rt_dtgan.runtime.graphs import graph_specs
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def model():
+    return make_lively_model(SIZE, seed=4)
+
+
+@pytest.fixture(scope="module")
+def exported(model, tmp_path_factory):
+    root = tmp_path_factory.mktemp("engines")
+    checkpoint = save_checkpoint(root / "model.safetensors", model)
+    engine_dir = root / "onnx"
+    export_onnx(model, engine_dir, checkpoint)
+    return checkpoint, engine_dir
+
+
+def _crops(count, seed):
+    video = random_video(1, count, SIZE, seed=seed)[0]
+    return [to_image(frame.unsqueeze(0)) for frame in video]
+
+
+def test_onnxruntime_matches_torch_over_100_streamed_frames(model, exported):
+    torch_backend, onnx_backend = TorchBackend(model), OnnxRuntimeBackend(exported[1], threads=1)
+    video = random_video(1, 100, SIZE, seed=11)[0]
+    target = video[-1:].flip(-1)
+    worst = 0.0
+    results = {}
+    for backend in (torch_backend, onnx_backend):
+        prepared = backend.run("target", {"target": target})
+        calibrated = backend.run("calibrate", {"anchor": video[:1]})
+        state = {"anchor_gates": calibrated["anchor_gates"], "live_h": calibrated["live_h"], "live_c": calibrated["live_c"]}
+        state |= {"static_h": calibrated["live_h"], "static_c": calibrated["live_c"]}
+        outputs = [prepared["neutral_output"]]
+        for t in range(1, 100):
+            out = backend.run("step", {"frame": video[t : t + 1], "target": target, "target_response": prepared["target_response"]} | state)
+            state = {"anchor_gates": state["anchor_gates"]} | {k: out[f"next_{k}"] for k in DYNAMICS_KEYS[1:]}
+            outputs.append(out["output"])
+        results[backend.name] = (torch.cat(outputs), state)
+    (torch_frames, torch_state), (onnx_frames, onnx_state) = results["torch"], results["onnxruntime"]
+    worst = (torch_frames - onnx_frames).abs().max().item()
+    worst = max([worst] + [(torch_state[k] - onnx_state[k]).abs().max().item() for k in DYNAMICS_KEYS])
+    assert (torch_frames[1:] - torch_frames[0]).abs().max() > 0.01, "outputs must move for the parity to mean anything"
+    assert worst < 1e-4
+
+
+def test_engine_equals_the_offline_computation(model):
+    crops = _crops(12, seed=12)
+    target = _crops(1, seed=13)[0]
+    engine = StreamEngine(TorchBackend(model))
+    stream = engine.open(target)
+    streamed = np.stack([engine.step(stream, crop) for crop in crops]).astype(int)
+    video = torch.cat([to_tensor(crop, SIZE) for crop in crops]).unsqueeze(0)
+    with torch.inference_mode():
+        offline = model.generate_video(to_tensor(target, SIZE), dynamics_offline(model.encoder, video))[0]
+    expected = np.stack([to_image(frame.unsqueeze(0)) for frame in offline]).astype(int)
+    assert np.abs(streamed - expected).max() <= 1
+    assert engine.frames_seen(stream) == 12
+
+
+def test_first_output_is_the_neutral_output_and_recalibration_returns_to_it(model):
+    crops = _crops(6, seed=14)
+    engine = StreamEngine(TorchBackend(model))
+    stream = engine.open(_crops(1, seed=15)[0])
+    first = engine.step(stream, crops[0])
+    moved = [engine.step(stream, crop) for crop in crops[1:]]
+    assert any(not np.array_equal(first, frame) for frame in moved)
+    engine.recalibrate(stream)
+    assert np.array_equal(engine.step(stream, crops[3]), first)
+    engine.recalibrate(stream, reference_crop=crops[2])
+    assert engine.frames_seen(stream) == 1
+    assert np.array_equal(engine.step(stream, crops[2]), first), "the anchor frame itself means z_d = 0"
+
+
+def test_batched_streams_equal_streams_run_alone(exported):
+    targets, drivers = _crops(2, seed=16), [_crops(8, seed=17), _crops(8, seed=18)]
+    batched = StreamEngine(OnnxRuntimeBackend(exported[1], threads=1))
+    ids = [batched.open(target) for target in targets]
+    together = [batched.step_many(list(zip(ids, frames))) for frames in zip(*drivers)]
+    for index, (target, frames) in enumerate(zip(targets, drivers)):
+        alone = StreamEngine(OnnxRuntimeBackend(exported[1], threads=1))
+        stream = alone.open(target)
+        for t, frame in enumerate(frames):
+            assert np.abs(alone.step(stream, frame).astype(int) - together[t][index].astype(int)).max() <= 1
+
+
+def test_bad_crop_and_unknown_stream_are_reported(model):
+    engine = StreamEngine(TorchBackend(model))
+    with pytest.raises(ValueError, match=r"expected a uint8 \(64, 64, 3\) RGB crop, got float32 \(64, 64, 3\)"):
+        engine.open(np.zeros((SIZE, SIZE, 3), np.float32))
+    with pytest.raises(KeyError, match="no open stream 7"):
+        engine.step(7, np.zeros((SIZE, SIZE, 3), np.uint8))
+
+
+def test_meta_describes_the_graphs(model, exported):
+    checkpoint, engine_dir = exported
+    meta = read_meta(engine_dir, checkpoint)
+    specs = graph_specs(model)
+    assert set(meta["graphs"]) == set(specs)
+    assert meta["graphs"]["step"]["inputs"]["frame"] == [3, SIZE, SIZE]
+    assert meta["checkpoint"]["file"] == "model.safetensors" and meta["precision"] == "fp32"
+
+
+def test_engines_from_another_checkpoint_are_refused(exported, tmp_path):
+    other = save_checkpoint(tmp_path / "other.safetensors", make_lively_model(SIZE, seed=5))
+    with pytest.raises(EngineError, match="built from model.safetensors, not from .*other.safetensors"):
+        OnnxRuntimeBackend(exported[1], checkpoint=other)
+
+
+def test_changed_graph_or_missing_meta_is_refused(exported, tmp_path):
+    engine_dir = tmp_path / "copy"
+    engine_dir.mkdir()
+    for path in exported[1].iterdir():
+        (engine_dir / path.name).write_bytes(path.read_bytes())
+    with open(engine_dir / "step.onnx", "ab") as file:
+        file.write(b"\0")
+    with pytest.raises(EngineError, match="step.onnx: missing or changed since export"):
+        read_meta(engine_dir)
+    (engine_dir / "meta.json").unlink()
+    with pytest.raises(EngineError, match="no meta.json; build engines with `rt-dtgan export`"):
+        read_meta(engine_dir)
+
+
+def test_meta_of_another_format_is_refused(exported, tmp_path):
+    (tmp_path / "meta.json").write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(EngineError, match="not an rt-dtgan engine meta"):
+        read_meta(tmp_path)

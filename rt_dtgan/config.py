@@ -97,7 +97,7 @@ class GeneratorConfig:
     innermost decoder levels is G's noise. With ``residual`` the output is the target
     plus a predicted change, clipped to [-1, 1]."""
 
-    channels: tuple[int, ...] = (32, 64, 128, 128, 192)
+    channels: tuple[int, ...] = (16, 32, 64, 128, 192)
     dropout: float = 0.5
     dropout_layers: int = 2
     residual: bool = True
@@ -173,7 +173,7 @@ class ModelConfig:
             128: {},
             256: dict(
                 encoder=EncoderConfig(channels=(16, 32, 64, 96, 128, 160)),
-                generator=GeneratorConfig(channels=(32, 64, 128, 192, 256, 256), dropout_layers=3),
+                generator=GeneratorConfig(channels=(16, 32, 64, 128, 192, 256), dropout_layers=3),
                 spatial_discriminator=SpatialDiscriminatorConfig(channels=(32, 64, 128, 256, 256)),
             ),
         }

@@ -1,0 +1,101 @@
+"""Throughput of the StreamEngine alone, per backend, crop size and number of concurrent
+streams (their frames batched into one engine call).
+
+    python bench/fps.py --backends torch,onnxruntime --sizes 64,128,256 --streams 1,4,8 \
+        --json bench/results/fps-cpu.json
+
+Without --checkpoint the networks have fresh weights (speed does not depend on the values).
+ONNX graphs are exported to a temporary directory first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import environment, percentiles, print_table, write_json  # noqa: E402
+
+from rt_dtgan.checkpoint import load_checkpoint  # noqa: E402
+from rt_dtgan.config import ModelConfig  # noqa: E402
+from rt_dtgan.models import DynamicsTransferGAN  # noqa: E402
+from rt_dtgan.runtime.backends import OnnxRuntimeBackend, TorchBackend  # noqa: E402
+from rt_dtgan.runtime.engine import StreamEngine  # noqa: E402
+from rt_dtgan.runtime.export import export_onnx  # noqa: E402
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backends", default="torch,onnxruntime")
+    parser.add_argument("--sizes", default="128", help="comma-separated crop sizes (ignored with --checkpoint)")
+    parser.add_argument("--streams", default="1,4,8", help="comma-separated numbers of concurrent streams")
+    parser.add_argument("--frames", type=int, default=300, help="timed engine calls per case")
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch and ONNX Runtime")
+    parser.add_argument("--checkpoint", help="time this checkpoint instead of fresh weights")
+    parser.add_argument("--json", help="write the results here")
+    return parser.parse_args()
+
+
+def make_backend(name: str, model: DynamicsTransferGAN, checkpoint: str | None, workdir: Path, threads: int):
+    if name == "torch":
+        return TorchBackend(model, device="cuda" if torch.cuda.is_available() else "cpu")
+    if name == "onnxruntime":
+        engine_dir = workdir / f"onnx-{model.config.image_size}"
+        export_onnx(model, engine_dir, checkpoint)
+        return OnnxRuntimeBackend(engine_dir, checkpoint, threads=threads)
+    raise SystemExit(f"unknown backend {name!r}; choose torch or onnxruntime")
+
+
+def time_streams(engine: StreamEngine, streams: int, frames: int, warmup: int) -> dict:
+    rng = np.random.default_rng(0)
+    size = engine.size
+    crops = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(8)]
+    ids = [engine.open(crops[i % 8]) for i in range(streams)]
+    for step in range(warmup):
+        engine.step_many([(s, crops[(step + s) % 8]) for s in ids])
+    seconds = []
+    began = time.perf_counter()
+    for step in range(frames):
+        call_began = time.perf_counter()
+        engine.step_many([(s, crops[(step + s) % 8]) for s in ids])
+        seconds.append(time.perf_counter() - call_began)
+    elapsed = time.perf_counter() - began
+    for stream in ids:
+        engine.close(stream)
+    return {"streams": streams, "frames_per_s": streams * frames / elapsed, **percentiles(seconds)}
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    stream_counts = [int(n) for n in args.streams.split(",")]
+    results = []
+    with tempfile.TemporaryDirectory() as workdir:
+        models = (
+            [load_checkpoint(args.checkpoint)]
+            if args.checkpoint
+            else [DynamicsTransferGAN(ModelConfig.for_size(int(s))).eval() for s in args.sizes.split(",")]
+        )
+        for model in models:
+            for backend_name in args.backends.split(","):
+                backend = make_backend(backend_name, model, args.checkpoint, Path(workdir), args.threads)
+                engine = StreamEngine(backend)
+                for streams in stream_counts:
+                    row = {"backend": backend_name, "size": model.config.image_size, "detail": backend.describe()}
+                    row |= time_streams(engine, streams, args.frames, args.warmup)
+                    results.append(row)
+                    print(f"{backend_name} {row['size']} px x{streams}: {row['frames_per_s']:.1f} frames/s", flush=True)
+    print()
+    print_table(results, ["backend", "size", "streams", "frames_per_s", "p50_ms", "p95_ms", "p99_ms"])
+    write_json(args.json, {"benchmark": "engine fps", "environment": environment(), "threads": args.threads, "results": results})
+
+
+if __name__ == "__main__":
+    main()

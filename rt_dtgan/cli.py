@@ -77,20 +77,24 @@ def run_doctor(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     from rt_dtgan.checkpoint import load_checkpoint
     from rt_dtgan.runtime.export import export_onnx
+    from rt_dtgan.runtime.tensorrt_backend import export_tensorrt
 
     if args.backend == "onnx" and args.precision == "fp16":
         raise UsageError("ONNX graphs are exported in fp32; fp16 is a TensorRT build option (--backend tensorrt)")
-    if args.backend == "tensorrt":
-        raise UsageError("the TensorRT backend is not built yet; export --backend onnx")
     if args.max_batch < 1:
         raise UsageError("--max-batch must be at least 1")
     model = load_checkpoint(args.checkpoint)
     if args.size is not None and args.size != model.config.image_size:
         raise UsageError(f"--size {args.size} does not match the checkpoint's {model.config.image_size} px crops")
     print(f"exporting {args.checkpoint} ({model.config.image_size} px) to {args.out} ...", flush=True)
-    meta = export_onnx(model, args.out, args.checkpoint, max_batch=args.max_batch)
+    if args.backend == "tensorrt":
+        meta = export_tensorrt(model, args.out, args.checkpoint, precision=args.precision, max_batch=args.max_batch)
+    else:
+        meta = export_onnx(model, args.out, args.checkpoint, max_batch=args.max_batch)
     for name, graph in meta["graphs"].items():
-        print(f"  {name:<10} {graph['onnx']}  sha256 {graph['onnx_sha256'][:16]}")
+        built = graph.get("plan", graph["onnx"])
+        print(f"  {name:<10} {built}")
+    print(f"  meta.json: {meta['backend']}, {meta['precision']}, batch up to {meta['max_batch']}")
     return 0
 
 

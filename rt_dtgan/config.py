@@ -61,16 +61,18 @@ class PreprocessConfig:
 class EncoderConfig:
     """A: a strided CNN per frame (``channels`` per stage, each halving the side), a linear
     projection to ``feature_dim``, then a one-layer LSTM with ``hidden_dim`` units.
-    ``num_classes`` sizes the expression-recognition head used to pretrain A."""
+    ``num_classes`` sizes the expression-recognition head (on H) and ``num_controls`` the
+    expression-control readout (on z_d), both used only to pretrain A."""
 
     channels: tuple[int, ...] = (16, 32, 64, 96, 128)
     feature_dim: int = 128
     hidden_dim: int = 128
     num_classes: int = len(EXPRESSION_CLASSES)
+    num_controls: int = 12
 
     def __post_init__(self) -> None:
         _check_positive("encoder.channels", tuple(self.channels))
-        _check_positive("encoder dims", (self.feature_dim, self.hidden_dim, self.num_classes))
+        _check_positive("encoder dims", (self.feature_dim, self.hidden_dim, self.num_classes, self.num_controls))
 
 
 @dataclass(frozen=True)
@@ -130,8 +132,12 @@ class DynamicsDiscriminatorConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The whole Dynamics Transfer GAN: five parts and the crop they expect."""
+    """The whole Dynamics Transfer GAN: five parts and the crop they expect.
 
+    ``appearance_suppression`` True is the paper's z_d = H - H_st; False feeds G with
+    H alone, the ablation of the paper's experiment 3."""
+
+    appearance_suppression: bool = True
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     embedder: EmbedderConfig = field(default_factory=EmbedderConfig)

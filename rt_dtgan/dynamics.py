@@ -34,15 +34,22 @@ def dynamics_offline(encoder: DynamicsEncoder, video: Tensor) -> Tensor:
 
     Differentiable with respect to ``video`` (the generator's gradient path through A).
     """
+    hidden, static = hidden_and_static(encoder, video)
+    return hidden - static
+
+
+def hidden_and_static(encoder: DynamicsEncoder, video: Tensor) -> tuple[Tensor, Tensor]:
+    """video (B, T, 3, S, S) -> (H, H_st), each (B, T, hidden_dim); their first steps are
+    one and the same tensor."""
     batch, length = video.shape[:2]
     features = encoder.frame_features(video.flatten(0, 1)).unflatten(0, (batch, length))
     first = _first_step(encoder, features[:, 0])
-    z_first = (first.h - first.h).unsqueeze(1)
+    first_hidden = first.h.unsqueeze(1)
     if length == 1:
-        return z_first
+        return first_hidden, first_hidden
     live = encoder.sequence_hidden(features[:, 1:], first)
     static = encoder.sequence_hidden(features[:, :1].expand(-1, length - 1, -1), first)
-    return torch.cat([z_first, live - static], dim=1)
+    return torch.cat([first_hidden, live], dim=1), torch.cat([first_hidden, static], dim=1)
 
 
 def _first_step(encoder: DynamicsEncoder, first_features: Tensor) -> LSTMState:
@@ -85,3 +92,9 @@ def dynamics_streamed(encoder: DynamicsEncoder, video: Tensor) -> Tensor:
         z_t, state = step_dynamics(encoder, video[:, t], state)
         outputs.append(z_t)
     return torch.stack(outputs, dim=1)
+
+
+def sequence_dynamics(encoder: DynamicsEncoder, video: Tensor, appearance_suppression: bool = True) -> Tensor:
+    """video (B, T, 3, S, S) -> what drives the generator, (B, T, hidden_dim): z_d = H - H_st,
+    or, for the paper's ablation (experiment 3), H itself."""
+    return dynamics_offline(encoder, video) if appearance_suppression else encoder(video)

@@ -45,6 +45,7 @@ class DynamicsEncoder(nn.Module):
         self.project = nn.Sequential(nn.Linear(config.channels[-1], config.feature_dim), nn.Tanh())
         self.lstm = nn.LSTM(config.feature_dim, config.hidden_dim, batch_first=True)
         self.expression_head = nn.Linear(config.hidden_dim, config.num_classes)
+        self.control_head = nn.Linear(config.hidden_dim, config.num_controls, bias=False)
 
     def frame_features(self, frames: Tensor) -> Tensor:
         """frames (N, 3, S, S) float in [-1, 1] -> per-frame features (N, feature_dim)."""
@@ -80,6 +81,11 @@ class DynamicsEncoder(nn.Module):
     def classify(self, hidden: Tensor) -> Tensor:
         """hidden (..., hidden_dim) -> expression logits (..., num_classes), for pretraining A."""
         return self.expression_head(hidden)
+
+    def regress_controls(self, z_d: Tensor) -> Tensor:
+        """z_d (..., hidden_dim) -> expression controls (..., num_controls), a linear readout
+        without bias (z_d = 0 reads as the neutral face), for pretraining A."""
+        return self.control_head(z_d)
 
     def forward(self, video: Tensor) -> Tensor:
         """video (B, T, 3, S, S) in [-1, 1] -> H (B, T, hidden_dim)."""

@@ -97,6 +97,8 @@ class GraphSpec:
 def graph_specs(model: DynamicsTransferGAN) -> dict[str, GraphSpec]:
     """The target, calibrate and step specs for ``model`` (shapes without the batch axis)."""
     config = model.config
+    if not config.appearance_suppression:
+        raise ValueError("this model feeds G with H (the paper's ablation); it is for evaluation, not streaming")
     size, hidden = config.image_size, config.encoder.hidden_dim
     image = (3, size, size)
     response = (config.generator.channels[0], size // 2, size // 2)

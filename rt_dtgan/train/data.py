@@ -1,0 +1,150 @@
+"""Training batches of expression sequences, rendered on the fly from synthetic faces.
+
+A batch is a pure function of (data seed, step, rank): resuming at a step or adding a
+process gives the same data as an uninterrupted run would. Every sequence starts at the
+neutral face (frame 0 is the target x and the anchor y0 during training) and ends at the
+apex of one basic expression, subsampled from an onset of 10 to 60 frames.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import IterableDataset
+
+from rt_dtgan.config import EXPRESSION_CLASSES, SUPPORTED_SIZES
+from rt_dtgan.synth import BASIC_EXPRESSIONS, Identity, render
+from rt_dtgan.synth.sequences import onset_track
+
+# Held-out identities for evaluation start here; training draws seeds below it.
+EVAL_IDENTITY_OFFSET = 1_000_000
+# A frame is labelled with its sequence's expression once this share of the apex is reached.
+LABEL_INTENSITY = 0.35
+
+
+@dataclass(frozen=True)
+class SequenceBatch:
+    """video (B, T, 3, S, S) float in [-1, 1], frame 0 neutral; frame_labels (B, T) int64
+    indices into EXPRESSION_CLASSES; expressions (B, T, C) float ground-truth controls in
+    [0, 1]; identity_seeds (B,) int64."""
+
+    video: Tensor
+    frame_labels: Tensor
+    expressions: Tensor
+    identity_seeds: Tensor
+
+    @property
+    def sequence_labels(self) -> Tensor:
+        """(B,) the label of each sequence's last (apex) frame."""
+        return self.frame_labels[:, -1]
+
+    def to(self, device: torch.device) -> SequenceBatch:
+        return SequenceBatch(*(t.to(device) for t in (self.video, self.frame_labels, self.expressions, self.identity_seeds)))
+
+
+@dataclass(frozen=True)
+class SyntheticDataConfig:
+    """What to render: ``batch_size`` sequences of one length drawn in [min_length,
+    max_length] per batch, identities drawn from seeds [identity_offset, identity_offset + identities)."""
+
+    size: int = 128
+    batch_size: int = 8
+    min_length: int = 8
+    max_length: int = 16
+    identities: int = 5000
+    identity_offset: int = 0
+    seed: int = 0
+    augment: bool = True
+
+    def __post_init__(self) -> None:
+        if self.size not in SUPPORTED_SIZES:
+            raise ValueError(f"size must be one of {SUPPORTED_SIZES}, got {self.size}")
+        if not 2 <= self.min_length <= self.max_length <= 60:
+            raise ValueError(f"need 2 <= min_length <= max_length <= 60, got {self.min_length}, {self.max_length}")
+        if self.batch_size < 1 or self.identities < 1:
+            raise ValueError("batch_size and identities must be positive")
+
+
+def synthetic_batch(config: SyntheticDataConfig, step: int, rank: int = 0) -> SequenceBatch:
+    """The batch for ``step`` on process ``rank``."""
+    rng = np.random.default_rng([config.seed, step, rank])
+    length = int(rng.integers(config.min_length, config.max_length + 1))
+    videos, labels, expressions, seeds = [], [], [], []
+    for _ in range(config.batch_size):
+        identity_seed = config.identity_offset + int(rng.integers(config.identities))
+        expression = BASIC_EXPRESSIONS[int(rng.integers(len(BASIC_EXPRESSIONS)))]
+        video, frame_labels, vectors = render_onset(identity_seed, expression, length, rng, config.size)
+        videos.append(video)
+        labels.append(frame_labels)
+        expressions.append(vectors)
+        seeds.append(identity_seed)
+    video = to_video_tensor(np.stack(videos))
+    if config.augment:
+        video = augment_appearance(video, torch.Generator().manual_seed(int(rng.integers(2**62))))
+    return SequenceBatch(
+        video, torch.from_numpy(np.stack(labels)), torch.from_numpy(np.stack(expressions)), torch.tensor(seeds)
+    )
+
+
+def render_onset(
+    identity_seed: int, expression: str, length: int, rng: np.random.Generator, size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One onset neutral -> apex of ``length`` frames, subsampled from a 10-60 frame onset:
+    (video (T, S, S, 3) uint8, frame labels (T,) int64, controls (T, C) float32)."""
+    onset_length = int(rng.integers(max(10, length), 61))
+    track = onset_track(expression, onset_length, int(rng.integers(2**31)))
+    picks = np.round(np.linspace(0, onset_length - 1, length)).astype(int)
+    identity = Identity.from_seed(identity_seed)
+    frames = [track[i] for i in picks]
+    video = np.stack([render(identity, f.expression, f.pose, size, f.noise_seed) for f in frames])
+    vectors = np.stack([f.expression.to_vector() for f in frames]).astype(np.float32)
+    apex = np.linalg.norm(vectors[-1]) or 1.0
+    intensity = np.linalg.norm(vectors, axis=1) / apex
+    labels = np.where(intensity >= LABEL_INTENSITY, EXPRESSION_CLASSES.index(expression), 0).astype(np.int64)
+    return video, labels, vectors
+
+
+def to_video_tensor(frames: np.ndarray) -> Tensor:
+    """uint8 (..., S, S, 3) RGB -> float32 (..., 3, S, S) in [-1, 1]."""
+    tensor = torch.from_numpy(np.ascontiguousarray(frames)).float().div_(127.5).sub_(1.0)
+    return tensor.movedim(-1, -3).contiguous()
+
+
+def augment_appearance(video: Tensor, generator: torch.Generator) -> Tensor:
+    """Per-sequence photometric jitter, the same on every frame of a sequence so that it adds
+    no dynamics: brightness, contrast, saturation, colour balance, gamma, and grey scale for
+    one sequence in ten. video (B, T, 3, S, S) in [-1, 1] -> same shape and range."""
+    batch = video.shape[0]
+
+    def uniform(low: float, high: float, *shape: int) -> Tensor:
+        return low + (high - low) * torch.rand((batch, 1, *shape, 1, 1), generator=generator)
+
+    image = (video + 1) / 2
+    image = image * uniform(0.75, 1.25, 1) + uniform(-0.08, 0.08, 1)
+    mean = image.mean(dim=(-3, -2, -1), keepdim=True)
+    image = (image - mean) * uniform(0.75, 1.25, 1) + mean
+    grey = image.mean(dim=-3, keepdim=True)
+    saturation = uniform(0.6, 1.3, 1) * (torch.rand((batch, 1, 1, 1, 1), generator=generator) > 0.1)
+    image = grey + (image - grey) * saturation
+    image = image * uniform(0.9, 1.1, 3)
+    image = image.clamp(0, 1) ** uniform(0.8, 1.25, 1)
+    return image * 2 - 1
+
+
+class SyntheticBatches(IterableDataset):
+    """Endless batches from ``start_step`` on, for a DataLoader with ``batch_size=None``
+    (one worker renders ahead while the model trains)."""
+
+    def __init__(self, config: SyntheticDataConfig, start_step: int = 0, rank: int = 0) -> None:
+        super().__init__()
+        self.config, self.start_step, self.rank = config, start_step, rank
+
+    def __iter__(self) -> Iterator[SequenceBatch]:
+        step = self.start_step
+        while True:
+            yield synthetic_batch(self.config, step, self.rank)
+            step += 1

@@ -1,0 +1,34 @@
+"""The loss terms of the paper's eq. 3 to 7 and of the encoder's pretraining."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """Eq. 3 for one discriminator: -log D(real) - log(1 - D(fake)), averaged."""
+    real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+    fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+    return real + fake
+
+
+def generator_adversarial_loss(fake_logits: Tensor) -> Tensor:
+    """Eq. 4 for one discriminator, in the non-saturating form: -log D(G(...))."""
+    return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+
+
+def frame_l1(real_video: Tensor, fake_video: Tensor) -> Tensor:
+    """Eq. 5: mean |Y - G(x, F(Z_d))| over frames and pixels."""
+    return (real_video - fake_video).abs().mean()
+
+
+def dynamics_l1(real_dynamics: Tensor, fake_dynamics: Tensor) -> Tensor:
+    """Eq. 6: mean |Z_d - Z_d(generated)|."""
+    return (real_dynamics - fake_dynamics).abs().mean()
+
+
+def frame_label_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    """logits (B, T, K), labels (B, T) -> cross-entropy over every frame."""
+    return F.cross_entropy(logits.flatten(0, 1), labels.flatten())

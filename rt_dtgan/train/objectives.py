@@ -1,0 +1,193 @@
+"""What one training step does: pretraining the encoder A, or the GAN phases (section 3.3).
+
+An objective owns its trainable networks (wrapped for DistributedDataParallel when more
+than one process trains), their optimisers, the step, and the inference checkpoint it
+exports. Each network that DDP wraps is called through its forward exactly once per
+backward pass.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+
+from rt_dtgan.checkpoint import save_checkpoint
+from rt_dtgan.dynamics import hidden_and_static, sequence_dynamics
+from rt_dtgan.models import INFERENCE_PARTS, DynamicsTransferGAN
+from rt_dtgan.train.config import EncoderTrainingConfig, GanTrainingConfig
+from rt_dtgan.train.data import SequenceBatch
+from rt_dtgan.train.losses import (
+    discriminator_loss,
+    dynamics_l1,
+    frame_l1,
+    frame_label_loss,
+    generator_adversarial_loss,
+)
+
+
+def distribute(module: nn.Module, world_size: int) -> nn.Module:
+    """Wrap for DDP when several processes train (gloo on the CPU, NCCL on GPUs)."""
+    return DistributedDataParallel(module) if world_size > 1 else module
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    return module.module if isinstance(module, DistributedDataParallel) else module
+
+
+class EncoderPretraining(nn.Module):
+    """video (B, T, 3, S, S) -> (expression logits on H (B, T, K), controls read from z_d (B, T, C))."""
+
+    def __init__(self, model: DynamicsTransferGAN) -> None:
+        super().__init__()
+        self.encoder = model.encoder
+
+    def forward(self, video: Tensor) -> tuple[Tensor, Tensor]:
+        hidden, static = hidden_and_static(self.encoder, video)
+        return self.encoder.classify(hidden), self.encoder.regress_controls(hidden - static)
+
+
+class EncoderObjective:
+    """Pretrains A as an expression recogniser robust to intensity (the paper's ref. [12])."""
+
+    name = "encoder"
+
+    def __init__(self, model: DynamicsTransferGAN, config: EncoderTrainingConfig, world_size: int) -> None:
+        self.model, self.config = model, config
+        self.network = distribute(EncoderPretraining(model), world_size)
+        self.optimizers = {"encoder": torch.optim.Adam(model.encoder.parameters(), lr=config.learning_rate)}
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"encoder": self.model.encoder}
+
+    def step(self, batch: SequenceBatch) -> dict[str, float]:
+        self.network.train()
+        logits, controls = self.network(batch.video)
+        label_loss = frame_label_loss(logits, batch.frame_labels)
+        control_loss = (controls - batch.expressions).pow(2).mean()
+        loss = label_loss + self.config.control_weight * control_loss
+        optimizer = self.optimizers["encoder"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        predictions = logits.argmax(dim=-1)
+        return {
+            "loss": loss.item(),
+            "label_ce": label_loss.item(),
+            "control_mse": control_loss.item(),
+            "frame_accuracy": (predictions == batch.frame_labels).float().mean().item(),
+            "sequence_accuracy": (predictions[:, -1] == batch.sequence_labels).float().mean().item(),
+        }
+
+    def preview(self, batch: SequenceBatch) -> dict[str, Tensor]:
+        return {"source": batch.video[:4]}
+
+    def export(self, path: Path) -> Path:
+        return save_checkpoint(path, self.model, parts=["encoder"])
+
+
+class DynamicsToFrames(nn.Module):
+    """F and G together: (target (N, 3, S, S), dynamics (N, hidden)) -> frames (N, 3, S, S)."""
+
+    def __init__(self, model: DynamicsTransferGAN) -> None:
+        super().__init__()
+        self.embedder, self.generator = model.embedder, model.generator
+
+    def forward(self, target: Tensor, dynamics: Tensor) -> Tensor:
+        return self.generator(target, self.embedder(dynamics))
+
+
+class GanObjective:
+    """Alternates, per step, the discriminator phase (Ds and Dd, eq. 3) and the generator
+    phase (F and G, eq. 7) with A frozen; the target x is each sequence's neutral first frame.
+    Ds judges every frame; Dd judges z_d(T) of real and generated video (generated static
+    sequence [g0, g0, ...])."""
+
+    name = "gan"
+
+    def __init__(self, model: DynamicsTransferGAN, config: GanTrainingConfig, world_size: int) -> None:
+        self.model, self.config = model, config
+        model.freeze_encoder()
+        self.generator = distribute(DynamicsToFrames(model), world_size)
+        self.spatial = distribute(model.spatial_discriminator, world_size)
+        self.dynamics = distribute(model.dynamics_discriminator, world_size)
+        adam = dict(betas=config.betas)
+        self.optimizers = {
+            "generator": torch.optim.Adam(unwrap(self.generator).parameters(), lr=config.generator_learning_rate, **adam),
+            "discriminators": torch.optim.Adam(
+                list(model.spatial_discriminator.parameters()) + list(model.dynamics_discriminator.parameters()),
+                lr=config.discriminator_learning_rate,
+                **adam,
+            ),
+        }
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {part: getattr(self.model, part) for part in ("embedder", "generator", "spatial_discriminator", "dynamics_discriminator")}
+
+    def _dynamics(self, video: Tensor) -> Tensor:
+        return sequence_dynamics(self.model.encoder, video, self.config.appearance_suppression)
+
+    def _generate(self, network: nn.Module, target: Tensor, dynamics: Tensor) -> Tensor:
+        batch, length = dynamics.shape[:2]
+        targets = target.unsqueeze(1).expand(-1, length, -1, -1, -1).flatten(0, 1)
+        return network(targets, dynamics.flatten(0, 1)).unflatten(0, (batch, length))
+
+    def step(self, batch: SequenceBatch) -> dict[str, float]:
+        """One generator pass; the discriminators step on its detached output first, then
+        F and G step on eq. 7 with the updated discriminators."""
+        self.model.train()
+        video = batch.video
+        with torch.no_grad():
+            real_dynamics = self._dynamics(video)
+        fake_video = self._generate(self.generator, video[:, 0], real_dynamics)
+        fake_dynamics = self._dynamics(fake_video)
+        losses = self._discriminator_phase(video, fake_video.detach(), real_dynamics, fake_dynamics.detach())
+        losses |= self._generator_phase(video, fake_video, real_dynamics, fake_dynamics)
+        return losses
+
+    def _discriminator_phase(self, video: Tensor, fake_video: Tensor, real_dynamics: Tensor, fake_dynamics: Tensor) -> dict[str, float]:
+        frames, batch = video.shape[0] * video.shape[1], video.shape[0]
+        spatial_logits = self.spatial(torch.cat([video.flatten(0, 1), fake_video.flatten(0, 1)]))
+        dynamics_logits = self.dynamics(torch.cat([real_dynamics[:, -1], fake_dynamics[:, -1]]))
+        spatial = discriminator_loss(spatial_logits[:frames], spatial_logits[frames:])
+        dynamics = discriminator_loss(dynamics_logits[:batch], dynamics_logits[batch:])
+        optimizer = self.optimizers["discriminators"]
+        optimizer.zero_grad(set_to_none=True)
+        (spatial + dynamics).backward()
+        optimizer.step()
+        return {"d_spatial": spatial.item(), "d_dynamics": dynamics.item()}
+
+    def _generator_phase(self, video: Tensor, fake_video: Tensor, real_dynamics: Tensor, fake_dynamics: Tensor) -> dict[str, float]:
+        config = self.config
+        critics = (self.model.spatial_discriminator, self.model.dynamics_discriminator)
+        for critic in critics:
+            critic.requires_grad_(False)
+        adversarial = generator_adversarial_loss(critics[0](fake_video.flatten(0, 1)))
+        adversarial = adversarial + generator_adversarial_loss(critics[1](fake_dynamics[:, -1]))
+        for critic in critics:
+            critic.requires_grad_(True)
+        spatial_l1 = frame_l1(video, fake_video)
+        dynamics_term = dynamics_l1(real_dynamics, fake_dynamics)
+        loss = config.lambda_adversarial * adversarial + config.lambda_spatial * spatial_l1 + config.lambda_dynamics * dynamics_term
+        optimizer = self.optimizers["generator"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return {
+            "g_total": loss.item(),
+            "g_adversarial": adversarial.item(),
+            "g_frame_l1": spatial_l1.item(),
+            "g_dynamics_l1": dynamics_term.item(),
+        }
+
+    def preview(self, batch: SequenceBatch) -> dict[str, Tensor]:
+        video = batch.video[:4]
+        self.model.eval()
+        with torch.no_grad():
+            fake = self._generate(unwrap(self.generator), video[:, 0], self._dynamics(video))
+        return {"source": video, "generated": fake}
+
+    def export(self, path: Path) -> Path:
+        return save_checkpoint(path, self.model, parts=INFERENCE_PARTS)

@@ -1,0 +1,58 @@
+"""Entry points: pretrain the encoder A, then train the GAN on top of the frozen A."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import torch
+
+from rt_dtgan.checkpoint import load_checkpoint
+from rt_dtgan.config import ModelConfig
+from rt_dtgan.models import DynamicsTransferGAN
+from rt_dtgan.runtime.export import file_sha256
+from rt_dtgan.train.config import EncoderTrainingConfig, GanTrainingConfig, config_to_dict
+from rt_dtgan.train.loop import run_training, setup_distributed
+from rt_dtgan.train.objectives import EncoderObjective, GanObjective
+
+ENCODER_CHECKPOINT = "encoder.safetensors"
+MODEL_CHECKPOINT = "model.safetensors"
+
+
+def train_encoder(
+    config: EncoderTrainingConfig, run_dir: str | os.PathLike, progress: bool = True, tensorboard: bool = False
+) -> Path:
+    """Pretrain A on synthetic onsets; writes run_dir/encoder.safetensors (part: encoder)."""
+    distributed = setup_distributed()
+    torch.manual_seed(config.run.seed)
+    model = DynamicsTransferGAN(ModelConfig.for_size(config.run.size)).to(distributed.device)
+    objective = EncoderObjective(model, config, distributed.world_size)
+    return run_training(
+        objective, config.run, run_dir, {"encoder_training": config_to_dict(config)}, distributed, ENCODER_CHECKPOINT, progress, tensorboard
+    )
+
+
+def train_gan(
+    config: GanTrainingConfig,
+    run_dir: str | os.PathLike,
+    encoder_checkpoint: str | os.PathLike,
+    progress: bool = True,
+    tensorboard: bool = False,
+) -> Path:
+    """Train F, G, Ds and Dd with the frozen A of ``encoder_checkpoint``; writes
+    run_dir/model.safetensors (parts A, F, G)."""
+    distributed = setup_distributed()
+    pretrained = load_checkpoint(encoder_checkpoint, required_parts=["encoder"])
+    if pretrained.config.image_size != config.run.size:
+        raise ValueError(
+            f"{encoder_checkpoint} encodes {pretrained.config.image_size} px crops, but the GAN data is {config.run.size} px"
+        )
+    torch.manual_seed(config.run.seed)
+    model_config = dataclasses.replace(pretrained.config, appearance_suppression=config.appearance_suppression)
+    model = DynamicsTransferGAN(model_config)
+    model.encoder.load_state_dict(pretrained.encoder.state_dict())
+    model.to(distributed.device)
+    objective = GanObjective(model, config, distributed.world_size)
+    config_dict = {"gan_training": config_to_dict(config), "encoder_sha256": file_sha256(encoder_checkpoint)}
+    return run_training(objective, config.run, run_dir, config_dict, distributed, MODEL_CHECKPOINT, progress, tensorboard)

@@ -102,3 +102,28 @@ def test_two_gloo_processes_keep_replicas_in_sync(tmp_path, kind):
     trained_part = "encoder." if kind == "encoder" else "generator."
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
     assert any(not torch.equal(rank0[k], untrained[k]) for k in rank0 if k.startswith(trained_part))
+
+
+def test_eval_produces_every_field_on_a_tiny_model(tmp_path, capsys):
+    from rt_dtgan.checkpoint import save_checkpoint
+    from rt_dtgan.cli import main
+    import dataclasses
+    import json
+
+    torch.manual_seed(1)
+    model = DynamicsTransferGAN(ModelConfig.for_size(64))
+    ablation = DynamicsTransferGAN(dataclasses.replace(ModelConfig.for_size(64), appearance_suppression=False))
+    paths = {name: save_checkpoint(tmp_path / f"{name}.safetensors", m) for name, m in (("model", model), ("ablation", ablation))}
+    out = tmp_path / "eval.json"
+    argv = ["eval", "--checkpoint", str(paths["model"]), "--synthetic", "--identities", "2", "--length", "4"]
+    argv += ["--judge", str(paths["model"]), "--ablation", str(paths["ablation"]), "--json", str(out)]
+    assert main(argv) == 0
+    figures = json.loads(out.read_text())
+    expected = {
+        "self_psnr", "self_ssim", "transfer_psnr", "transfer_ssim", "expression_accuracy", "temporal_error",
+        "ablation_win_rate", "static_baseline_ssim", "dynamic_region_psnr", "static_baseline_dynamic_region_psnr",
+    }
+    assert expected <= figures.keys()
+    assert all(isinstance(figures[k], float) for k in expected)
+    assert 0 <= figures["expression_accuracy"] <= 1 and 0 <= figures["ablation_win_rate"] <= 1
+    assert -1 <= figures["transfer_ssim"] <= 1 and figures["static_baseline_ssim"] < 1

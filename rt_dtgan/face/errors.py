@@ -1,0 +1,11 @@
+"""Errors of the face pipeline."""
+
+from __future__ import annotations
+
+
+class FaceError(ValueError):
+    """An image cannot be used: unreadable, wrong shape or dtype, or otherwise unusable."""
+
+
+class FaceNotFoundError(FaceError):
+    """No usable face was found in an image; the message names the image."""

@@ -1,0 +1,124 @@
+"""Live face tracking: MediaPipe in video mode, One-Euro smoothing of the eyes, aligned crops."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rt_dtgan.config import PreprocessConfig
+from rt_dtgan.face.align import SimilarityTransform, align
+from rt_dtgan.face.images import check_rgb_image
+from rt_dtgan.face.landmarks import FaceLandmarks, FaceMeshDetector
+from rt_dtgan.face.smoothing import OneEuroConfig, OneEuroFilter
+
+NO_FACE = "no face detected"
+FACE_TOO_SMALL = "face too small"
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """``max_faces`` faces are tracked and the largest is used; ``detection_max_side`` caps
+    the frame side given to MediaPipe (larger frames are downscaled for detection only);
+    faces with eyes closer than ``min_eye_distance`` pixels are reported as too small;
+    after ``reset_after_gap`` seconds without a face the smoother starts afresh."""
+
+    max_faces: int = 2
+    refine_landmarks: bool = True
+    min_detection_confidence: float = 0.5
+    min_tracking_confidence: float = 0.5
+    detection_max_side: int = 1280
+    min_eye_distance: float = 8.0
+    reset_after_gap: float = 0.25
+    smoothing: OneEuroConfig = field(default_factory=OneEuroConfig)
+
+    def __post_init__(self) -> None:
+        if self.max_faces < 1:
+            raise ValueError(f"max_faces must be at least 1, got {self.max_faces}")
+        for name in ("min_detection_confidence", "min_tracking_confidence"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.detection_max_side < 64:
+            raise ValueError(f"detection_max_side must be at least 64, got {self.detection_max_side}")
+        if not (self.min_eye_distance > 0 and self.reset_after_gap > 0):
+            raise ValueError("min_eye_distance and reset_after_gap must be positive")
+
+
+@dataclass(frozen=True, eq=False)
+class TrackResult:
+    """One frame's outcome. When ``found``: ``crop`` (S, S, 3) uint8 aligned face,
+    ``transform`` frame -> crop pixels, ``eyes`` (2, 2) the smoothed eye centres used for
+    it, ``landmarks`` the raw landmarks in frame pixels. Otherwise those are None and
+    ``reason`` says why (NO_FACE or FACE_TOO_SMALL)."""
+
+    timestamp: float
+    found: bool
+    crop: np.ndarray | None = None
+    transform: SimilarityTransform | None = None
+    eyes: np.ndarray | None = None
+    landmarks: FaceLandmarks | None = None
+    reason: str | None = None
+
+
+class FaceTracker:
+    """Frames of one video in, aligned face crops out. Use as a context manager or call close().
+
+    ``track(frame, timestamp)`` expects frames in order with strictly increasing timestamps
+    in seconds. Eye centres are smoothed by a One-Euro filter in units of the inter-ocular
+    distance seen when the track (re)started.
+    """
+
+    def __init__(self, config: PreprocessConfig | None = None, options: TrackerConfig | None = None) -> None:
+        self.config = config or PreprocessConfig()
+        self.options = options or TrackerConfig()
+        self._detector = FaceMeshDetector(
+            video_mode=True,
+            max_faces=self.options.max_faces,
+            refine_landmarks=self.options.refine_landmarks,
+            min_detection_confidence=self.options.min_detection_confidence,
+            min_tracking_confidence=self.options.min_tracking_confidence,
+            max_side=self.options.detection_max_side,
+        )
+        self._smoother = OneEuroFilter(self.options.smoothing)
+        self._eye_distance_unit = 1.0
+        self._last_timestamp = -math.inf
+
+    def track(self, frame: np.ndarray, timestamp: float) -> TrackResult:
+        """frame (H, W, 3) uint8 RGB, timestamp in seconds -> TrackResult."""
+        check_rgb_image(frame, "frame")
+        if not (math.isfinite(timestamp) and timestamp > self._last_timestamp):
+            raise ValueError(f"timestamps must increase: {timestamp} after {self._last_timestamp}")
+        self._last_timestamp = timestamp
+        landmarks = self._detector.detect(frame)
+        if landmarks is None:
+            return TrackResult(timestamp, found=False, reason=NO_FACE)
+        eyes = landmarks.eyes
+        eye_distance = float(np.linalg.norm(eyes[1] - eyes[0]))
+        if eye_distance < self.options.min_eye_distance:
+            return TrackResult(timestamp, found=False, landmarks=landmarks, reason=FACE_TOO_SMALL)
+        smoothed = self._smooth(eyes, eye_distance, timestamp)
+        crop, transform = align(frame, smoothed, self.config)
+        return TrackResult(timestamp, True, crop=crop, transform=transform, eyes=smoothed, landmarks=landmarks)
+
+    def _smooth(self, eyes: np.ndarray, eye_distance: float, timestamp: float) -> np.ndarray:
+        previous = self._smoother.last_timestamp
+        if previous is not None and timestamp - previous > self.options.reset_after_gap:
+            self._smoother.reset()
+        if self._smoother.last_timestamp is None:
+            self._eye_distance_unit = eye_distance
+        unit = self._eye_distance_unit
+        return self._smoother.filter(eyes / unit, timestamp) * unit
+
+    def reset(self) -> None:
+        """Forget the smoothing history (for example after a cut in the source video)."""
+        self._smoother.reset()
+
+    def close(self) -> None:
+        self._detector.close()
+
+    def __enter__(self) -> FaceTracker:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

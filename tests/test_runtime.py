@@ -144,3 +144,17 @@ def test_meta_of_another_format_is_refused(exported, tmp_path):
     (tmp_path / "meta.json").write_text(json.dumps({"format": "something-else"}))
     with pytest.raises(EngineError, match="not an rt-dtgan engine meta"):
         read_meta(tmp_path)
+
+
+def test_open_backend_picks_what_the_engines_directory_holds(exported):
+    from rt_dtgan.runtime.backends import open_backend
+
+    checkpoint, engine_dir = exported
+    backend, why = open_backend("auto", checkpoint, engine_dir, threads=1)
+    assert backend.name == "onnxruntime" and str(engine_dir) in why
+    backend, why = open_backend("auto", checkpoint)
+    assert backend.name == "torch" and why == "no engines given"
+    with pytest.raises(EngineError, match="pass --engines DIR"):
+        open_backend("onnxruntime", checkpoint)
+    with pytest.raises(ValueError, match="unknown backend 'cuda'"):
+        open_backend("cuda", checkpoint)

@@ -92,3 +92,46 @@ class OnnxRuntimeBackend:
 
         threads = self.threads or "all"
         return f"onnxruntime {onnxruntime.__version__}, {self.providers[0]}, {threads} threads"
+
+
+BACKEND_CHOICES = ("auto", "torch", "onnxruntime", "tensorrt")
+
+
+def open_backend(
+    kind: str, checkpoint: str | os.PathLike, engine_dir: str | os.PathLike | None = None, threads: int | None = None
+) -> tuple[Backend, str]:
+    """The backend ``kind`` (one of BACKEND_CHOICES) for ``checkpoint`` -> (backend, why it
+    was chosen). ``auto`` takes TensorRT plans or ONNX graphs from ``engine_dir`` when they
+    were built from this checkpoint (and TensorRT can run here), else torch: float16 on a
+    CUDA GPU, float32 on the CPU."""
+    if kind not in BACKEND_CHOICES:
+        raise ValueError(f"unknown backend {kind!r}; choose one of {BACKEND_CHOICES}")
+    if kind in ("onnxruntime", "tensorrt") and engine_dir is None:
+        raise EngineError(f"the {kind} backend runs exported engines: pass --engines DIR (made by `rt-dtgan export`)")
+    if kind == "tensorrt" or (kind == "auto" and _tensorrt_ready(engine_dir)):
+        from rt_dtgan.runtime.tensorrt_backend import TensorRTBackend
+
+        return TensorRTBackend(engine_dir, checkpoint), "TensorRT plans from " + str(engine_dir)
+    if kind == "onnxruntime" or (kind == "auto" and _engine_kind(engine_dir) == "onnx"):
+        return OnnxRuntimeBackend(engine_dir, checkpoint, threads=threads), "ONNX graphs from " + str(engine_dir)
+    from rt_dtgan.checkpoint import load_checkpoint
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if threads:
+        torch.set_num_threads(threads)
+    why = "no engines given" if engine_dir is None else f"no usable engines in {engine_dir}"
+    return TorchBackend(load_checkpoint(checkpoint), device=device), why if kind == "auto" else "asked for"
+
+
+def _engine_kind(engine_dir: str | os.PathLike | None) -> str | None:
+    if engine_dir is None or not (Path(engine_dir) / "meta.json").is_file():
+        return None
+    import json
+
+    return json.loads((Path(engine_dir) / "meta.json").read_text()).get("backend")
+
+
+def _tensorrt_ready(engine_dir: str | os.PathLike | None) -> bool:
+    import importlib.util
+
+    return _engine_kind(engine_dir) == "tensorrt" and torch.cuda.is_available() and importlib.util.find_spec("tensorrt") is not None

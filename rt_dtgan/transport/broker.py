@@ -1,0 +1,267 @@
+"""The broker: many workers behind one address, in ZeroMQ's load-balancing pattern.
+
+Clients connect their DEALER to the front ROUTER exactly as they would to a worker. Workers
+connect a DEALER to the back ROUTER and announce themselves with READY (capacity and load)
+every heartbeat. An OPEN goes to the worker with the most free stream slots (the least
+recently chosen among equals); the worker's OPENED pins that (client, stream) to it, and
+every later message of the stream goes there. A worker silent for ``worker_timeout_s`` is
+forgotten with its streams: their next message gets ERROR 404 and the client reopens
+elsewhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import zmq
+
+from rt_dtgan.config import ConfigError
+from rt_dtgan.transport.protocol import ErrorCode, MessageType, ProtocolError, error_message, parse_header, payload_bytes
+from rt_dtgan.transport.security import check_exposure, secure_server, start_authenticator
+from rt_dtgan.transport.worker import MAX_PARTS, POLL_INTERVAL_MS, stop_on_signals
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    """Where clients (``front``) and workers (``back``) connect. A non-loopback address
+    needs ``curve_dir``, whose authorized_clients/ then lists client and worker keys alike."""
+
+    front: str = "tcp://127.0.0.1:5555"
+    back: str = "tcp://127.0.0.1:5556"
+    curve_dir: Path | None = None
+    max_message_bytes: int = 4 * 2**20
+    worker_timeout_s: float = 3.0
+    stream_idle_timeout_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        if self.front == self.back and not self.front.endswith(":*"):
+            raise ConfigError("front and back must be different addresses")
+        if not 64 * 1024 <= self.max_message_bytes <= 2**30:
+            raise ConfigError(f"max_message_bytes must be in [64 KiB, 1 GiB], got {self.max_message_bytes}")
+        if not self.worker_timeout_s > 0 or not self.stream_idle_timeout_s > 0:
+            raise ConfigError("worker_timeout_s and stream_idle_timeout_s must be positive")
+        if self.curve_dir is not None and not Path(self.curve_dir).is_dir():
+            raise ConfigError(f"curve_dir {self.curve_dir} is not a directory")
+        for address in (self.front, self.back):
+            check_exposure(address, self.curve_dir is not None, "bind")
+
+
+@dataclass
+class _WorkerInfo:
+    name: str
+    crop_size: int
+    max_streams: int
+    streams: int
+    opens_since_report: int
+    last_seen: float
+    last_chosen: float = 0.0
+
+    @property
+    def free_slots(self) -> int:
+        return self.max_streams - self.streams - self.opens_since_report
+
+
+@dataclass
+class _Pin:
+    worker: bytes
+    last_active: float
+
+
+class Broker:
+    """Routes client streams to workers. ``serve_forever()`` runs until ``stop()``."""
+
+    def __init__(self, config: BrokerConfig) -> None:
+        self.config = config
+        self.workers: dict[bytes, _WorkerInfo] = {}
+        self.pins: dict[tuple[bytes, int], _Pin] = {}
+        self._stop = threading.Event()
+        self._context = zmq.Context()
+        self._authenticator = None
+        self._sockets: list[zmq.Socket] = []
+        try:
+            self._front = self._bind(config.front)
+            self._back = self._bind(config.back)
+        except Exception:
+            self._close()
+            raise
+
+    @property
+    def front_address(self) -> str:
+        return self._front.getsockopt_string(zmq.LAST_ENDPOINT)
+
+    @property
+    def back_address(self) -> str:
+        return self._back.getsockopt_string(zmq.LAST_ENDPOINT)
+
+    def serve_forever(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self._front, zmq.POLLIN)
+        poller.register(self._back, zmq.POLLIN)
+        try:
+            while not self._stop.is_set():
+                ready = dict(poller.poll(POLL_INTERVAL_MS))
+                if self._back in ready:
+                    for parts in _drain(self._back):
+                        self._from_worker(parts)
+                if self._front in ready:
+                    for parts in _drain(self._front):
+                        self._from_client(parts)
+                self._forget_silent_workers()
+        finally:
+            self._close()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _bind(self, address: str) -> zmq.Socket:
+        socket = self._context.socket(zmq.ROUTER)
+        self._sockets.append(socket)
+        socket.linger = 200
+        socket.rcvhwm = socket.sndhwm = 1000
+        socket.setsockopt(zmq.MAXMSGSIZE, self.config.max_message_bytes)
+        if self.config.curve_dir is not None:
+            if self._authenticator is None:
+                self._authenticator = start_authenticator(self._context, self.config.curve_dir)
+            secure_server(socket, self.config.curve_dir)
+        socket.bind(address)
+        return socket
+
+    def _close(self) -> None:
+        for socket in self._sockets:
+            socket.close()
+        if self._authenticator is not None:
+            self._authenticator.stop()
+        self._context.term()
+
+    # -- clients ---------------------------------------------------------------------------
+
+    def _from_client(self, parts: list) -> None:
+        client, body = parts[0].bytes, parts[1:]
+        try:
+            worker = self._route(client, body)
+        except ProtocolError as error:
+            reply = error_message(error.code, str(error), error.stream, error.seq)
+            self._front.send_multipart([client, *reply], flags=zmq.NOBLOCK)
+            return
+        self._back.send_multipart([worker, client, b"", *body], flags=zmq.NOBLOCK, copy=False)
+
+    def _route(self, client: bytes, body: list) -> bytes:
+        """The worker that a client message goes to; raises ProtocolError for an ERROR reply."""
+        if not body or len(body) > MAX_PARTS:
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, f"a message has 1 to {MAX_PARTS} parts")
+        if payload_bytes(body) > self.config.max_message_bytes:
+            raise ProtocolError(ErrorCode.TOO_LARGE, f"message exceeds {self.config.max_message_bytes} bytes")
+        header = parse_header(body[0].buffer)
+        kind, stream, seq = header["type"], header.get("stream"), header.get("seq")
+        seq = seq if isinstance(seq, int) and not isinstance(seq, bool) else None
+        if kind in (MessageType.OPEN, MessageType.PING):
+            return self._choose_worker(opening=kind == MessageType.OPEN, seq=seq)
+        if kind in (MessageType.FRAME, MessageType.CALIBRATE, MessageType.CLOSE):
+            stream = stream if isinstance(stream, int) and not isinstance(stream, bool) else None
+            pin = self.pins.get((client, stream))
+            if pin is None:
+                raise ProtocolError(ErrorCode.UNKNOWN_STREAM, f"no open stream {stream} on this connection", stream, seq)
+            pin.last_active = time.monotonic()
+            return pin.worker
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"unknown request type {kind[:40]!r}", None, seq)
+
+    def _choose_worker(self, opening: bool, seq: int | None) -> bytes:
+        candidates = [(info.free_slots, -info.last_chosen, identity) for identity, info in self.workers.items()]
+        if opening:
+            candidates = [c for c in candidates if c[0] > 0]
+        if not candidates:
+            reason = "no worker has a free stream slot" if opening else "no worker is connected"
+            raise ProtocolError(ErrorCode.UNAVAILABLE, reason, seq=seq)
+        identity = max(candidates)[2]
+        info = self.workers[identity]
+        info.last_chosen = time.monotonic()
+        info.opens_since_report += int(opening)
+        return identity
+
+    # -- workers ---------------------------------------------------------------------------
+
+    def _from_worker(self, parts: list) -> None:
+        identity = parts[0].bytes
+        delimiter = next((i for i, part in enumerate(parts) if i > 0 and len(part) == 0), None)
+        if delimiter is None or delimiter + 1 >= len(parts):
+            return
+        envelope, body = parts[1:delimiter], parts[delimiter + 1 :]
+        try:
+            header = parse_header(body[0].buffer)
+        except ProtocolError as error:
+            log.warning("unreadable message from a worker: %s", error)
+            return
+        if not envelope:
+            self._on_ready(identity, header)
+            return
+        if identity not in self.workers:
+            return  # a worker that was given up on; its clients have been told to reopen
+        self.workers[identity].last_seen = time.monotonic()
+        self._track(identity, envelope[0].bytes, header)
+        self._front.send_multipart([*envelope, *body], flags=zmq.NOBLOCK, copy=False)
+
+    def _on_ready(self, identity: bytes, header: dict) -> None:
+        if header.get("type") != MessageType.READY:
+            return
+        crop_size, max_streams, streams = header.get("crop_size"), header.get("max_streams"), header.get("streams")
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (crop_size, max_streams, streams)):
+            log.warning("malformed READY from a worker: %s", header)
+            return
+        sizes = {info.crop_size for key, info in self.workers.items() if key != identity}
+        if sizes and crop_size not in sizes:
+            log.warning("worker %s serves %d px crops, the others %s; not used", header.get("worker"), crop_size, sizes)
+            return
+        info = self.workers.get(identity)
+        if info is None:
+            log.info("worker %s joined (%d px, %d streams at most)", header.get("worker"), crop_size, max_streams)
+            info = self.workers[identity] = _WorkerInfo(str(header.get("worker")), crop_size, max_streams, streams, 0, 0.0)
+        info.max_streams, info.streams, info.opens_since_report = max_streams, streams, 0
+        info.last_seen = time.monotonic()
+
+    def _track(self, worker: bytes, client: bytes, header: dict) -> None:
+        """Pin streams on OPENED; unpin on CLOSED and on the worker's 'unknown stream'."""
+        kind, stream = header.get("type"), header.get("stream")
+        if not isinstance(stream, int):
+            return
+        if kind == MessageType.OPENED:
+            self.pins[(client, stream)] = _Pin(worker, time.monotonic())
+        elif kind == MessageType.CLOSED or (kind == MessageType.ERROR and header.get("code") == ErrorCode.UNKNOWN_STREAM):
+            self.pins.pop((client, stream), None)
+
+    def _forget_silent_workers(self) -> None:
+        now = time.monotonic()
+        timeout_s = self.config.worker_timeout_s
+        for identity in [k for k, info in self.workers.items() if now - info.last_seen > timeout_s]:
+            log.warning("worker %s silent for %.1f s; its streams are dropped", self.workers.pop(identity).name, timeout_s)
+        idle_s = self.config.stream_idle_timeout_s
+        for key in [k for k, pin in self.pins.items() if pin.worker not in self.workers or now - pin.last_active > idle_s]:
+            del self.pins[key]
+
+
+def _drain(socket: zmq.Socket) -> Iterator[list]:
+    """Every message waiting now (at most 1000), each cut to MAX_PARTS + 4 parts."""
+    for _ in range(1000):
+        try:
+            parts = [socket.recv(zmq.NOBLOCK, copy=False)]
+        except zmq.Again:
+            return
+        while socket.getsockopt(zmq.RCVMORE):
+            part = socket.recv(copy=False)
+            if len(parts) < MAX_PARTS + 4:
+                parts.append(part)
+        yield parts
+
+
+def run_broker(config: BrokerConfig) -> None:
+    """Route until SIGINT or SIGTERM (when called from the main thread), then close cleanly."""
+    broker = Broker(config)
+    log.info("broker: clients on %s, workers on %s", broker.front_address, broker.back_address)
+    with stop_on_signals(broker):
+        broker.serve_forever()

@@ -1,0 +1,407 @@
+"""The worker: many client streams on one StreamEngine behind one ZeroMQ socket.
+
+It binds a ROUTER socket for clients (``rt-dtgan serve``), or connects a DEALER socket to a
+broker's back end (several workers behind ``rt-dtgan broker``). Each loop drains every
+message waiting on the socket without blocking, answers control messages in arrival order,
+keeps only the newest FRAME per stream, and runs those frames through one ``step_many``
+call. A stream belongs to the connection that opened it; nobody else can address it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import socket as socket_module
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import zmq
+
+from rt_dtgan.config import ConfigError
+from rt_dtgan.runtime.engine import StreamEngine
+from rt_dtgan.transport.protocol import (
+    PROTOCOL_VERSION,
+    ErrorCode,
+    JpegCodec,
+    MessageType,
+    ProtocolError,
+    Request,
+    encode_header,
+    encode_image,
+    error_message,
+    parse_request,
+    payload_bytes,
+)
+from rt_dtgan.transport.security import ClientKeys, check_exposure, secure_client, secure_server, start_authenticator
+
+if TYPE_CHECKING:
+    from rt_dtgan.transport.broker import Broker
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BIND = "tcp://127.0.0.1:5555"
+MAX_PARTS = 8
+POLL_INTERVAL_MS = 50
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """How a worker listens. Exactly one of ``bind`` (serve clients directly, ROUTER) and
+    ``broker`` (connect to a broker's back end, DEALER) is set. Binding beyond loopback needs
+    ``curve_dir`` (see transport.security); connecting to a remote broker needs ``broker_keys``."""
+
+    bind: str | None = DEFAULT_BIND
+    broker: str | None = None
+    max_streams: int = 16
+    max_message_bytes: int = 4 * 2**20
+    idle_timeout_s: float = 60.0
+    curve_dir: Path | None = None
+    broker_keys: ClientKeys | None = None
+    heartbeat_s: float = 1.0
+    name: str = field(default_factory=lambda: f"{socket_module.gethostname()}-{os.getpid()}")
+
+    def __post_init__(self) -> None:
+        if (self.bind is None) == (self.broker is None):
+            raise ConfigError("set exactly one of bind (serve clients) and broker (connect to a broker's back end)")
+        if not 1 <= self.max_streams <= 4096:
+            raise ConfigError(f"max_streams must be in [1, 4096], got {self.max_streams}")
+        if not 64 * 1024 <= self.max_message_bytes <= 2**30:
+            raise ConfigError(f"max_message_bytes must be in [64 KiB, 1 GiB], got {self.max_message_bytes}")
+        if not self.idle_timeout_s > 0 or not self.heartbeat_s > 0:
+            raise ConfigError("idle_timeout_s and heartbeat_s must be positive")
+        if self.curve_dir is not None and not Path(self.curve_dir).is_dir():
+            raise ConfigError(f"curve_dir {self.curve_dir} is not a directory")
+        if self.broker is not None:
+            check_exposure(self.broker, self.broker_keys is not None, "connect to broker at")
+        else:
+            check_exposure(self.bind, self.curve_dir is not None, "bind")
+
+
+@dataclass
+class _Stream:
+    owner: tuple[bytes, ...]
+    engine_id: int
+    reply_format: str
+    jpeg_quality: int
+    last_active: float
+
+
+@dataclass
+class _PendingFrame:
+    envelope: tuple[bytes, ...]
+    stream_id: int
+    request: Request
+    received_at: float
+    decode_s: float
+
+
+class Worker:
+    """Serves ``engine`` as ``config`` says. ``serve_forever()`` runs until ``stop()`` (from any
+    thread or a signal handler), then closes its sockets."""
+
+    def __init__(self, config: WorkerConfig, engine: StreamEngine) -> None:
+        self.config = config
+        self.engine = engine
+        self.crop_size = engine.size
+        self.codec = JpegCodec()
+        self.frames_dropped = 0
+        self._streams: dict[int, _Stream] = {}
+        self._pending: dict[int, _PendingFrame] = {}
+        self._stop = threading.Event()
+        self._last_heartbeat = 0.0
+        self._last_expiry = time.monotonic()
+        self._context = zmq.Context()
+        self._authenticator = None
+        try:
+            self._socket = self._open_socket()
+        except Exception:
+            self._close_sockets()
+            raise
+
+    @property
+    def address(self) -> str:
+        """The endpoint bound or connected to, with the real port when bound to port '*'."""
+        return self._socket.getsockopt_string(zmq.LAST_ENDPOINT) or self.config.broker or ""
+
+    @property
+    def stream_ids(self) -> frozenset[int]:
+        """The ids of the streams open now (for monitoring)."""
+        return frozenset(self._streams)
+
+    def serve_forever(self) -> None:
+        try:
+            while not self._stop.is_set():
+                if self._socket.poll(POLL_INTERVAL_MS, zmq.POLLIN):
+                    self._serve(self._drain())
+                self._expire_idle_streams()
+                self._heartbeat()
+        finally:
+            self._close_sockets()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _open_socket(self) -> zmq.Socket:
+        config = self.config
+        socket = self._context.socket(zmq.DEALER if config.broker else zmq.ROUTER)
+        socket.linger = 200
+        socket.rcvhwm = socket.sndhwm = 4 * config.max_streams + 16
+        socket.setsockopt(zmq.MAXMSGSIZE, config.max_message_bytes)
+        if config.broker:
+            if config.broker_keys is not None:
+                secure_client(socket, config.broker_keys)
+            socket.connect(config.broker)
+        else:
+            if config.curve_dir is not None:
+                self._authenticator = start_authenticator(self._context, config.curve_dir)
+                secure_server(socket, config.curve_dir)
+            socket.bind(config.bind)
+        return socket
+
+    def _close_sockets(self) -> None:
+        if getattr(self, "_socket", None) is not None:
+            self._socket.close()
+        if self._authenticator is not None:
+            self._authenticator.stop()
+        self._context.term()
+
+    def _drain(self) -> Iterator[tuple[tuple[bytes, ...], list, int, float]]:
+        """Every message waiting now, up to a bound: (envelope, body parts, part count, time received)."""
+        for _ in range(4 * self.config.max_streams + 16):
+            try:
+                parts, count = self._receive_parts()
+            except zmq.Again:
+                return
+            envelope, body = self._split_envelope(parts)
+            if envelope is not None:
+                yield envelope, body, count - len(parts) + len(body), time.perf_counter()
+
+    def _receive_parts(self) -> tuple[list, int]:
+        """One multipart message, keeping at most MAX_PARTS + 2 parts (the rest are read and dropped)."""
+        parts = [self._socket.recv(zmq.NOBLOCK, copy=False)]
+        count = 1
+        while self._socket.getsockopt(zmq.RCVMORE):
+            part = self._socket.recv(copy=False)
+            count += 1
+            if len(parts) < MAX_PARTS + 2:
+                parts.append(part)
+        return parts, count
+
+    def _split_envelope(self, parts: list) -> tuple[tuple[bytes, ...] | None, list]:
+        """ROUTER: the first part is the client's identity. From a broker: the parts up to the
+        empty delimiter are the client's address."""
+        if not self.config.broker:
+            return (parts[0].bytes,), parts[1:]
+        for index, part in enumerate(parts):
+            if len(part) == 0:
+                return tuple(p.bytes for p in parts[:index]), parts[index + 1 :]
+        return None, []
+
+    def _serve(self, messages: Iterator[tuple[tuple[bytes, ...], list, int, float]]) -> None:
+        for envelope, body, count, received_at in messages:
+            try:
+                self._handle(envelope, body, count, received_at)
+            except ProtocolError as error:
+                self._send(envelope, error_message(error.code, str(error), error.stream, error.seq))
+        self._flush_frames()
+
+    def _handle(self, envelope: tuple[bytes, ...], body: list, count: int, received_at: float) -> None:
+        if count > MAX_PARTS:
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{count} parts; a message has at most {MAX_PARTS}")
+        if payload_bytes(body) > self.config.max_message_bytes:
+            raise ProtocolError(ErrorCode.TOO_LARGE, f"message exceeds {self.config.max_message_bytes} bytes")
+        began = time.perf_counter()
+        request = parse_request(body, self.crop_size, self.codec)
+        decode_s = time.perf_counter() - began
+        if request.type == MessageType.PING:
+            self._send(envelope, [self._pong(request)])
+        elif request.type == MessageType.OPEN:
+            self._open(envelope, request)
+        else:
+            stream = self._owned_stream(envelope, request)
+            stream.last_active = time.monotonic()
+            if request.type == MessageType.FRAME:
+                self._queue_frame(_PendingFrame(envelope, request.stream, request, received_at, decode_s))
+            elif request.type == MessageType.CALIBRATE:
+                self._calibrate(envelope, stream, request)
+            else:
+                self._close_stream(envelope, request)
+
+    def _pong(self, request: Request) -> bytes:
+        return encode_header(
+            MessageType.PONG,
+            seq=request.seq,
+            crop_size=self.crop_size,
+            streams=len(self._streams),
+            max_streams=self.config.max_streams,
+            worker=self.config.name,
+            protocol=[PROTOCOL_VERSION],
+        )
+
+    def _open(self, envelope: tuple[bytes, ...], request: Request) -> None:
+        if len(self._streams) >= self.config.max_streams:
+            message = f"this worker serves at most {self.config.max_streams} streams"
+            raise ProtocolError(ErrorCode.STREAM_LIMIT, message, seq=request.seq)
+        with self._engine_errors(request):
+            engine_id = self._open_engine_stream(request.images)
+        stream_id = self._new_stream_id()
+        self._streams[stream_id] = _Stream(envelope, engine_id, request.reply_format, request.jpeg_quality, time.monotonic())
+        opened = encode_header(MessageType.OPENED, seq=request.seq, stream=stream_id, crop_size=self.crop_size)
+        self._send(envelope, [opened])
+
+    def _open_engine_stream(self, images: list) -> int:
+        """An engine stream for the target ``images[0]``, anchored on ``images[1]`` when given;
+        nothing is left open if that fails."""
+        engine_id = self.engine.open(images[0])
+        if len(images) == 2:
+            try:
+                self.engine.recalibrate(engine_id, images[1])
+            except Exception:
+                self.engine.close(engine_id)
+                raise
+        return engine_id
+
+    def _new_stream_id(self) -> int:
+        """Random, so that stream ids from several workers behind one broker do not collide."""
+        while True:
+            stream_id = secrets.randbelow(2**53 - 1) + 1
+            if stream_id not in self._streams:
+                return stream_id
+
+    def _owned_stream(self, envelope: tuple[bytes, ...], request: Request) -> _Stream:
+        stream = self._streams.get(request.stream)
+        if stream is None or stream.owner != envelope:
+            message = f"no open stream {request.stream} on this connection"
+            raise ProtocolError(ErrorCode.UNKNOWN_STREAM, message, request.stream, request.seq)
+        return stream
+
+    def _queue_frame(self, frame: _PendingFrame) -> None:
+        """Newest frame per stream wins: an older one waiting for the same stream is dropped."""
+        if self._pending.pop(frame.stream_id, None) is not None:
+            self.frames_dropped += 1
+        self._pending[frame.stream_id] = frame
+
+    def _calibrate(self, envelope: tuple[bytes, ...], stream: _Stream, request: Request) -> None:
+        if request.stream in self._pending:
+            self._flush_frames()
+        with self._engine_errors(request):
+            self.engine.recalibrate(stream.engine_id, request.images[0] if request.images else None)
+        self._send(envelope, [encode_header(MessageType.CALIBRATED, seq=request.seq, stream=request.stream)])
+
+    def _close_stream(self, envelope: tuple[bytes, ...], request: Request) -> None:
+        if request.stream in self._pending:
+            self._flush_frames()
+        stream = self._streams.pop(request.stream)
+        self.engine.close(stream.engine_id)
+        self._send(envelope, [encode_header(MessageType.CLOSED, seq=request.seq, stream=request.stream)])
+
+    def _flush_frames(self) -> None:
+        """One engine call for every waiting frame, then one RESULT each."""
+        frames = [f for f in self._pending.values() if f.stream_id in self._streams]
+        self._pending.clear()
+        if not frames:
+            return
+        engine_began = time.perf_counter()
+        try:
+            outputs = self.engine.step_many([(self._streams[f.stream_id].engine_id, f.request.images[0]) for f in frames])
+        except Exception as error:  # the engine must not take the worker down; every stream in the batch is told
+            log.exception("engine step failed for %d streams", len(frames))
+            for f in frames:
+                reply = error_message(ErrorCode.ENGINE_FAILURE, f"engine failed: {error}", f.stream_id, f.request.seq)
+                self._send(f.envelope, reply)
+            return
+        engine_s = time.perf_counter() - engine_began
+        for frame, output in zip(frames, outputs):
+            self._send_result(frame, output, engine_began - frame.received_at, engine_s, len(frames))
+
+    def _send_result(self, frame: _PendingFrame, output, queue_s: float, engine_s: float, batch: int) -> None:
+        stream = self._streams[frame.stream_id]
+        began = time.perf_counter()
+        payload = encode_image(output, stream.reply_format, self.codec, stream.jpeg_quality)
+        timings = {
+            "decode_ms": round(frame.decode_s * 1e3, 3),
+            "queue_ms": round(queue_s * 1e3, 3),
+            "engine_ms": round(engine_s * 1e3, 3),
+            "encode_ms": round((time.perf_counter() - began) * 1e3, 3),
+        }
+        header = encode_header(
+            MessageType.RESULT,
+            stream=frame.stream_id,
+            seq=frame.request.seq,
+            ts_ns=frame.request.ts_ns,
+            format=stream.reply_format,
+            width=self.crop_size,
+            height=self.crop_size,
+            anchor=self.engine.frames_seen(stream.engine_id) == 1,
+            batch=batch,
+            timings=timings,
+        )
+        self._send(frame.envelope, [header, payload])
+
+    @contextmanager
+    def _engine_errors(self, request: Request) -> Iterator[None]:
+        try:
+            yield
+        except Exception as error:  # reported to the one client that asked; the worker goes on
+            log.exception("engine failed on %s", request.type)
+            raise ProtocolError(ErrorCode.ENGINE_FAILURE, f"engine failed: {error}", request.stream, request.seq) from error
+
+    def _send(self, envelope: tuple[bytes, ...], parts: list) -> None:
+        delimiter = [b""] if self.config.broker else []
+        try:
+            self._socket.send_multipart([*envelope, *delimiter, *parts], flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            log.warning("send queue full; a reply was dropped")
+
+    def _expire_idle_streams(self) -> None:
+        now = time.monotonic()
+        if now - self._last_expiry < 1.0:
+            return
+        self._last_expiry = now
+        for stream_id in [i for i, s in self._streams.items() if now - s.last_active > self.config.idle_timeout_s]:
+            self.engine.close(self._streams.pop(stream_id).engine_id)
+            log.info("stream %d expired after %.0f s idle", stream_id, self.config.idle_timeout_s)
+
+    def _heartbeat(self) -> None:
+        """Behind a broker: announce capacity on start and every heartbeat_s."""
+        now = time.monotonic()
+        if not self.config.broker or now - self._last_heartbeat < self.config.heartbeat_s:
+            return
+        self._last_heartbeat = now
+        ready = encode_header(
+            MessageType.READY,
+            worker=self.config.name,
+            crop_size=self.crop_size,
+            streams=len(self._streams),
+            max_streams=self.config.max_streams,
+        )
+        self._send((), [ready])
+
+
+def run_worker(config: WorkerConfig, engine: StreamEngine) -> None:
+    """Serve until SIGINT or SIGTERM (when called from the main thread), then close cleanly."""
+    worker = Worker(config, engine)
+    log.info("worker %s serving %d px crops on %s", config.name, engine.size, worker.address)
+    with stop_on_signals(worker):
+        worker.serve_forever()
+
+
+@contextmanager
+def stop_on_signals(server: Worker | Broker) -> Iterator[None]:
+    """While inside, SIGINT and SIGTERM call ``server.stop()`` (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, lambda *_: server.stop()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -197,7 +197,7 @@ def main() -> None:
         "transport": "tcp loopback, one worker process, clients as threads in blocking mode",
         "weights": "fresh",
         "environment": {**environment(), "pyzmq": zmq.__version__, "libzmq": zmq.zmq_version()},
-        "size_sample": args.clip or "synthetic smooth crops",
+        "size_sample": Path(args.clip).name if args.clip else "synthetic smooth crops",
         "results": rows,
         "payload": sizes,
     })

@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 from rt_dtgan.config import ConfigError, ModelConfig
 from rt_dtgan.models import INFERENCE_PARTS, PARTS, DynamicsTransferGAN
 
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "default-128.safetensors"
 FORMAT = "rt-dtgan-checkpoint"
 FORMAT_VERSION = 1
 _PICKLE_PROTOCOL_MARK = b"\x80"
@@ -59,6 +60,15 @@ def save_checkpoint(
     save_file(tensors, str(partial), metadata=metadata)
     os.replace(partial, path)
     return path
+
+
+def resolve_checkpoint(path: str | os.PathLike | None) -> Path:
+    """``path``, or the default model shipped inside the package when it is None."""
+    if path is not None:
+        return Path(path)
+    if not DEFAULT_CHECKPOINT.is_file():
+        raise CheckpointError("this install ships no default model; pass --checkpoint (train one with `rt-dtgan train`)")
+    return DEFAULT_CHECKPOINT
 
 
 def load_checkpoint(

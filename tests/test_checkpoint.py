@@ -52,6 +52,7 @@ def test_half_precision_file_loads_as_float32_close_to_the_original(model, tmp_p
     assert all(p.dtype == torch.float32 for p in loaded.parameters())
     video = random_video(1, 8, 64, seed=10)
     (z_ours, frame_ours), (z_half, frame_half) = _outputs(model, video), _outputs(loaded, video)
+    assert (z_ours - z_half).abs().max() < 0.05
     assert (frame_ours - frame_half).abs().max() < 0.05
 
 

@@ -147,7 +147,7 @@ def _log(logger: RunLogger, objective, batch, losses: dict[str, float], step: in
     bar.update(1)
     bar.set_postfix({k: f"{v:.3f}" for k, v in list(losses.items())[:4]} | {"frames/s": f"{frames_per_s:.0f}"})
     if step % run.log_every == 0 or step == run.steps:
-        logger.scalars(step, losses | {"frames_per_s": frames_per_s})
+        logger.scalars(step, losses | {"frames_per_s": frames_per_s, "time": time.time()})
     if step % run.image_every == 0 or step == run.steps:
         logger.videos(step, objective.preview(batch))
 

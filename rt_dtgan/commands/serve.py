@@ -1,0 +1,67 @@
+"""`rt-dtgan serve`, `rt-dtgan broker` and `rt-dtgan keys`: the engine over ZeroMQ."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rt_dtgan.commands.common import add_model_arguments, open_engine
+
+
+def add_parsers(commands) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="serve the engine to remote clients over ZeroMQ (docs/protocol.md)",
+        description="Binds to loopback unless told otherwise; any other address needs --curve-dir.",
+    )
+    where = serve.add_mutually_exclusive_group()
+    where.add_argument("--bind", help="address to serve on (default: tcp://127.0.0.1:5555)")
+    where.add_argument("--broker", help="instead of binding, join a broker's back end at this address")
+    serve.add_argument("--max-streams", type=int, default=16)
+    serve.add_argument("--idle-timeout", type=float, default=60.0, help="seconds before an idle stream expires")
+    serve.add_argument("--curve-dir", type=Path, help="server.key, server.key_secret, authorized_clients/ (rt-dtgan keys)")
+    add_model_arguments(serve, threads=None)
+    serve.set_defaults(handler=run_serve)
+
+    broker = commands.add_parser("broker", help="spread streams over several workers (load balancing)")
+    broker.add_argument("--front", default="tcp://127.0.0.1:5555", help="address clients connect to")
+    broker.add_argument("--back", default="tcp://127.0.0.1:5556", help="address workers connect to")
+    broker.add_argument("--curve-dir", type=Path, help="as for serve; needed beyond loopback")
+    broker.set_defaults(handler=run_broker)
+
+    keys = commands.add_parser("keys", help="make a CURVE key pair for a server or a client")
+    keys.add_argument("--out", required=True, type=Path, help="directory for NAME.key and NAME.key_secret")
+    keys.add_argument("--name", required=True, help="server, or a client's name")
+    keys.set_defaults(handler=run_keys)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from rt_dtgan.transport import WorkerConfig, run_worker
+
+    options = dict(max_streams=args.max_streams, idle_timeout_s=args.idle_timeout, curve_dir=args.curve_dir)
+    if args.broker:
+        config = WorkerConfig(bind=None, broker=args.broker, **options)
+    else:
+        config = WorkerConfig(bind=args.bind or "tcp://127.0.0.1:5555", **options)
+    engine, checkpoint = open_engine(args)
+    print(f"serving {checkpoint} on {config.bind or 'broker ' + config.broker}; Ctrl-C stops", file=sys.stderr)
+    run_worker(config, engine)
+    return 0
+
+
+def run_broker(args: argparse.Namespace) -> int:
+    from rt_dtgan.transport import BrokerConfig, run_broker as broker_loop
+
+    config = BrokerConfig(front=args.front, back=args.back, curve_dir=args.curve_dir)
+    print(f"broker: clients on {config.front}, workers on {config.back}; Ctrl-C stops", file=sys.stderr)
+    broker_loop(config)
+    return 0
+
+
+def run_keys(args: argparse.Namespace) -> int:
+    from rt_dtgan.transport import generate_keys
+
+    public, secret = generate_keys(args.out, args.name)
+    print(f"public key {public} (give it to the other side), secret key {secret} (keep it)")
+    return 0

@@ -1,0 +1,182 @@
+"""`rt-dtgan transfer` (a whole video, offline) and `rt-dtgan live` (camera to outputs)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from rt_dtgan.commands.common import UsageError, add_model_arguments, load_target_spec, open_engine, synthetic_source_factory
+
+STATUS_INTERVAL_S = 0.5
+
+
+def add_parsers(commands) -> None:
+    transfer = commands.add_parser(
+        "transfer",
+        help="drive a target portrait with a whole source video, offline",
+        description="Every source frame gives exactly one output frame, at the source frame rate.",
+    )
+    transfer.add_argument("--source", required=True, help="video file, image folder or glob, or synthetic:SEED")
+    transfer.add_argument("--target", required=True, help="portrait image, or synthetic:SEED")
+    transfer.add_argument("--out", required=True, help="output video (.mp4, .mkv, .mov, .y4m) or - for Y4M on stdout")
+    transfer.add_argument("--reference", help="neutral image of the source face (default: its first tracked frame)")
+    transfer.add_argument("--frames", type=int, help="stop after this many source frames")
+    add_model_arguments(transfer)
+    transfer.set_defaults(handler=run_transfer)
+
+    live = commands.add_parser(
+        "live",
+        help="camera (or any source) drives a portrait in real time, into a window, OBS or a virtual camera",
+        description="Hotkeys in the preview window: c recalibrates (the next frame is the neutral face), "
+        "m mirrors, q quits. Ctrl-C closes every device and file cleanly.",
+    )
+    where = live.add_mutually_exclusive_group(required=True)
+    where.add_argument("--camera", help="camera index or device path")
+    where.add_argument("--source", help="video file, image folder or glob, lavfi:GRAPH, or synthetic:SEED")
+    live.add_argument("--target", required=True, help="portrait image, or synthetic:SEED")
+    live.add_argument(
+        "--output", action="append", default=[],
+        help="window, virtualcam, FILE.mp4, - (Y4M on stdout), udp://HOST:PORT, zmq://tcp://HOST:PORT; repeatable "
+        "(default: window)",
+    )
+    live.add_argument("--reference", help="neutral image of the source face (default: the first tracked frame)")
+    live.add_argument("--no-pace", action="store_true", help="files: as fast as possible, no frame dropped")
+    live.add_argument("--mirror", action="store_true", help="mirror the source (as a selfie view)")
+    live.add_argument("--size", help="camera capture size, WxH")
+    live.add_argument("--fps", type=float, help="camera capture rate")
+    live.add_argument("--frames", type=int, help="stop after this many source frames")
+    live.add_argument("--remote", help="run the engine on a worker (rt-dtgan serve) at this address")
+    live.add_argument("--compress", action="store_true", help="--remote: JPEG frames for slow links")
+    live.add_argument("--client-key", help="--remote beyond loopback: this client's secret key file (rt-dtgan keys)")
+    live.add_argument("--server-key", help="--remote beyond loopback: the worker's public key file")
+    add_model_arguments(live)
+    live.set_defaults(handler=run_live)
+
+
+def _open_transfer(args: argparse.Namespace, source_spec: str, pace: bool, size=None, fps=None):
+    """-> (source, FaceTransfer) for the parsed arguments, on a local or a remote engine."""
+    from rt_dtgan.face import FaceTracker
+    from rt_dtgan.media import open_source, parse_size
+    from rt_dtgan.pipeline import FaceTransfer
+
+    if args.frames is not None and args.frames < 1:
+        raise UsageError("--frames must be at least 1")
+    config, make_driver = _remote_engine(args, blocking=not pace) if getattr(args, "remote", None) else _local_engine(args)
+    target = load_target_spec(args.target, config)
+    reference = _reference_crop(args.reference, config) if args.reference else None
+    capture_size = parse_size(size) if size else None
+    source = open_source(source_spec, capture_size, fps, pace, synthetic_factory=synthetic_source_factory(args.frames))
+    driver = make_driver(target.crop, reference)
+    return source, FaceTransfer(driver, target, FaceTracker(config), mirror=getattr(args, "mirror", False))
+
+
+def _local_engine(args: argparse.Namespace):
+    """-> (the model's PreprocessConfig, make_driver(target_crop, reference_crop))."""
+    from rt_dtgan.pipeline import LocalDriver
+
+    engine, _ = open_engine(args)
+    return engine.backend.config.preprocess, lambda target, reference: LocalDriver(engine, target, reference)
+
+
+def _remote_engine(args: argparse.Namespace, blocking: bool):
+    """As _local_engine, for a worker at --remote (crops aligned with the default eye points)."""
+    from rt_dtgan.config import PreprocessConfig
+    from rt_dtgan.pipeline import RemoteDriver
+    from rt_dtgan.transport import ClientConfig, ClientKeys, StreamClient
+
+    keys = ClientKeys(Path(args.client_key), Path(args.server_key)) if args.client_key else None
+    image_format = "jpeg" if args.compress else "rgb24"
+    client = StreamClient(ClientConfig(address=args.remote, frame_format=image_format, result_format=image_format, keys=keys))
+    size = client.connect()
+    print(f"engine: remote worker at {args.remote}, {size} px crops, {image_format} frames", file=sys.stderr)
+    return PreprocessConfig(size=size), lambda target, reference: RemoteDriver(client, target, reference, blocking)
+
+
+def _reference_crop(path: str, config):
+    from rt_dtgan.face import load_target
+
+    return load_target(path, config).crop
+
+
+def run_transfer(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from rt_dtgan.media import open_sink
+
+    source, transfer = _open_transfer(args, args.source, pace=False)
+    height, width = transfer.target.image.shape[:2]
+    found = total = 0
+    with source, open_sink(args.out, width, height, source.fps) as sink:
+        frames = tqdm(source, total=args.frames, desc="transfer", unit="frame", file=sys.stderr)
+        for frame in frames:
+            image, report = transfer.process(frame)
+            sink.write(frame.with_image(image))
+            found, total = found + report.found, total + 1
+            if args.frames is not None and total >= args.frames:
+                break
+    transfer.close()
+    print(f"{total} frames to {args.out} at {source.fps:g} fps; face found in {found} ({100 * found / max(total, 1):.1f}%)", file=sys.stderr)
+    return 0
+
+
+def run_live(args: argparse.Namespace) -> int:
+    from rt_dtgan.media import LatencyMeter, RateMeter, open_capture, open_sinks
+
+    source_spec = args.camera if args.camera is not None else args.source
+    source, transfer = _open_transfer(args, source_spec, pace=not args.no_pace, size=args.size, fps=args.fps)
+    height, width = transfer.target.image.shape[:2]
+    latency, rate = LatencyMeter(), RateMeter()
+    outputs = args.output or ["window"]
+    with source, open_capture(source) as capture, open_sinks(outputs, width, height, source.fps) as sinks:
+        window = next((s for s in sinks.sinks if hasattr(s, "poll_keys")), None)
+        shown, last_status = 0, 0.0
+        try:
+            while args.frames is None or shown < args.frames:
+                frame = capture.get(timeout=1.0)
+                if frame is None:
+                    _status(f"waiting for the source: {capture.status.describe()}")
+                    continue
+                image, report = transfer.process(frame)
+                sinks.write(frame.with_image(image))
+                latency.add(frame)
+                rate.tick()
+                shown += 1
+                if window is not None and _handle_keys(window, transfer):
+                    break
+                if time.monotonic() - last_status > STATUS_INTERVAL_S:
+                    last_status = time.monotonic()
+                    _status(_status_line(rate.rate, latency.summary(), report, capture.status, transfer.driver))
+        except KeyboardInterrupt:
+            pass
+        finally:
+            transfer.close()
+            print(file=sys.stderr)
+    return 0
+
+
+def _handle_keys(window, transfer) -> bool:
+    """Apply the window's hotkeys; True when the user asked to quit."""
+    for action in window.poll_keys():
+        if action == "quit":
+            return True
+        if action == "recalibrate":
+            transfer.recalibrate()
+        elif action == "mirror":
+            transfer.mirror = not transfer.mirror
+    return False
+
+
+def _status_line(fps: float, latency, report, capture_status, driver) -> str:
+    face = "face" if report.found else f"no face ({report.reason})"
+    link = getattr(getattr(driver, "client", None), "status", None)
+    remote = f"  remote {link.value}" if link is not None else ""
+    return (
+        f"{fps:5.1f} fps  latency p50 {latency.p50_ms:5.1f} ms p95 {latency.p95_ms:5.1f} ms  {face}  "
+        f"track {report.track_ms:4.1f} ms engine {report.engine_ms:4.1f} ms  dropped {capture_status.dropped}{remote}"
+    )
+
+
+def _status(text: str) -> None:
+    print(f"\r{text:<110}", end="", file=sys.stderr, flush=True)

@@ -1,0 +1,116 @@
+"""`rt-dtgan train encoder|gan` and `rt-dtgan eval`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from rt_dtgan.commands.common import UsageError
+
+
+def add_parsers(commands) -> None:
+    train = commands.add_parser(
+        "train",
+        help="pretrain the encoder A, or train the GAN on the frozen A (synthetic data on the fly)",
+        description="Training runs resume from --run-dir when it holds a run of the same config. "
+        "Several processes: torchrun --nproc_per_node N -m rt_dtgan train ...",
+    )
+    phases = train.add_subparsers(dest="phase", required=True, metavar="PHASE")
+    for phase, help_text in (("encoder", "pretrain A as an expression recogniser"), ("gan", "train F, G, Ds and Dd")):
+        parser = phases.add_parser(phase, help=help_text)
+        parser.add_argument("--run-dir", required=True, help="where the run's state, logs and checkpoint go")
+        parser.add_argument("--size", type=int, default=128, choices=(64, 128, 256))
+        parser.add_argument("--steps", type=int, default=2000)
+        parser.add_argument("--batch-size", type=int, default=8, help="sequences per step and process")
+        parser.add_argument("--min-length", type=int, default=8, help="shortest sequence (frames)")
+        parser.add_argument("--max-length", type=int, default=16, help="longest sequence (frames)")
+        parser.add_argument("--identities", type=int, default=5000, help="synthetic training identities")
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--workers", type=int, default=1, help="data-rendering processes")
+        parser.add_argument("--checkpoint-every", type=int, default=100)
+        parser.add_argument("--image-every", type=int, default=250, help="TensorBoard pictures every N steps")
+        parser.add_argument("--tensorboard", action="store_true", help="write TensorBoard logs (extra: train)")
+        parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+        if phase == "encoder":
+            parser.add_argument("--lr", type=float, default=1e-3)
+            parser.add_argument("--control-weight", type=float, default=4.0)
+        else:
+            parser.add_argument("--encoder", required=True, help="encoder checkpoint from `train encoder`")
+            parser.add_argument("--lr", type=float, default=2e-4, help="generator learning rate")
+            parser.add_argument("--d-lr", type=float, default=2e-4, help="discriminator learning rate")
+            parser.add_argument("--lambda-adversarial", type=float, default=1.0)
+            parser.add_argument("--lambda-spatial", type=float, default=100.0)
+            parser.add_argument("--lambda-dynamics", type=float, default=10.0)
+            parser.add_argument("--no-suppression", action="store_true", help="drive G with H (the paper's ablation)")
+        parser.set_defaults(handler=run_train)
+
+    evaluate = commands.add_parser(
+        "eval",
+        help="score a checkpoint on held-out synthetic identities (PSNR, SSIM, expression, ablation)",
+        description="Each test pair: identity A's onset drives identity B; B rendered with A's "
+        "expressions is the ground truth. Identities are never seen in training.",
+    )
+    evaluate.add_argument("--checkpoint", required=True)
+    evaluate.add_argument("--synthetic", action="store_true", required=True, help="evaluate on synthetic identities")
+    evaluate.add_argument("--identities", type=int, default=60, help="number of test pairs (two identities each)")
+    evaluate.add_argument("--length", type=int, default=16, help="frames per test sequence")
+    evaluate.add_argument("--judge", help="expression recogniser trained apart from A (an encoder checkpoint)")
+    evaluate.add_argument("--ablation", help="the same GAN trained with z_d = H (train gan --no-suppression)")
+    evaluate.add_argument("--json", help="write the figures here")
+    evaluate.set_defaults(handler=run_eval)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from rt_dtgan.train.config import EncoderTrainingConfig, GanTrainingConfig, RunConfig
+    from rt_dtgan.train.data import SyntheticDataConfig
+    from rt_dtgan.train.run import train_encoder, train_gan
+
+    try:
+        data = SyntheticDataConfig(
+            size=args.size, batch_size=args.batch_size, min_length=args.min_length, max_length=args.max_length,
+            identities=args.identities, seed=args.seed,
+        )
+        run = RunConfig(
+            steps=args.steps, checkpoint_every=args.checkpoint_every, image_every=args.image_every, seed=args.seed,
+            loader_workers=args.workers, data=data,
+        )
+        if args.phase == "encoder":
+            config = EncoderTrainingConfig(run=run, learning_rate=args.lr, control_weight=args.control_weight)
+        else:
+            config = GanTrainingConfig(
+                run=run, generator_learning_rate=args.lr, discriminator_learning_rate=args.d_lr,
+                lambda_adversarial=args.lambda_adversarial, lambda_spatial=args.lambda_spatial,
+                lambda_dynamics=args.lambda_dynamics, appearance_suppression=not args.no_suppression,
+            )
+    except ValueError as error:
+        raise UsageError(str(error)) from error
+    progress, tensorboard = not args.no_progress, args.tensorboard
+    if args.phase == "encoder":
+        checkpoint = train_encoder(config, args.run_dir, progress, tensorboard)
+    else:
+        checkpoint = train_gan(config, args.run_dir, args.encoder, progress, tensorboard)
+    print(f"checkpoint: {checkpoint}")
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from rt_dtgan.checkpoint import load_checkpoint
+    from rt_dtgan.train.evaluate import EvalConfig, evaluate
+
+    try:
+        config = EvalConfig(pairs=args.identities, length=args.length)
+    except ValueError as error:
+        raise UsageError(str(error)) from error
+    model = load_checkpoint(args.checkpoint)
+    judge = load_checkpoint(args.judge, required_parts=["encoder"]) if args.judge else None
+    ablation = load_checkpoint(args.ablation) if args.ablation else None
+    if ablation is not None and ablation.config.appearance_suppression:
+        raise UsageError(f"{args.ablation} uses z_d = H - H_st; the ablation is a model trained with --no-suppression")
+    figures = evaluate(model, config, judge, ablation) | {"checkpoint": args.checkpoint}
+    text = json.dumps(figures, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(text + "\n")
+    return 0

@@ -1,0 +1,119 @@
+"""One source stream driving one target portrait: track the face, step the engine, paste
+the generated face back into the whole portrait.
+
+The same ``FaceTransfer.process`` runs live (``rt-dtgan live``) and offline
+(``rt-dtgan transfer``), so both give the same frames for the same input. When the face is
+lost, the output holds the last good frame (the target itself before the first one) and
+the engine is not stepped, so its LSTM state never sees a frame without a face.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from rt_dtgan.face import FaceTracker, Target, paste_back
+from rt_dtgan.media import Frame
+from rt_dtgan.runtime.engine import StreamEngine
+
+
+class StreamDriver(Protocol):
+    """Makes generated crops for one stream, in-process or on a remote worker."""
+
+    def step(self, crop: np.ndarray) -> np.ndarray | None:
+        """crop (S, S, 3) uint8 -> generated crop, or None when none is available yet."""
+
+    def recalibrate(self, reference_crop: np.ndarray | None = None) -> None:
+        """Make ``reference_crop`` the neutral anchor now, or, without one, the next frame."""
+
+    def close(self) -> None: ...
+
+
+class LocalDriver:
+    """A stream on an in-process StreamEngine."""
+
+    def __init__(self, engine: StreamEngine, target_crop: np.ndarray, reference_crop: np.ndarray | None = None) -> None:
+        self.engine = engine
+        self.stream = engine.open(target_crop)
+        if reference_crop is not None:
+            engine.recalibrate(self.stream, reference_crop)
+
+    def step(self, crop: np.ndarray) -> np.ndarray:
+        return self.engine.step(self.stream, crop)
+
+    def recalibrate(self, reference_crop: np.ndarray | None = None) -> None:
+        self.engine.recalibrate(self.stream, reference_crop)
+
+    def close(self) -> None:
+        self.engine.close(self.stream)
+
+
+@dataclass(frozen=True)
+class FrameReport:
+    """What happened to one frame: the face found (or why not) and each stage's time."""
+
+    found: bool
+    reason: str | None
+    track_ms: float
+    engine_ms: float
+    paste_ms: float
+
+
+class FaceTransfer:
+    """Source frames in, whole-portrait frames out (the target image's size)."""
+
+    def __init__(self, driver: StreamDriver, target: Target, tracker: FaceTracker, mirror: bool = False) -> None:
+        self.driver, self.target, self.tracker = driver, target, tracker
+        self.mirror = mirror
+        self.last_output = target.image
+
+    def process(self, frame: Frame) -> tuple[np.ndarray, FrameReport]:
+        """frame (source image, any size) -> (output (H, W, 3) uint8 of the target's size, report)."""
+        began = time.perf_counter()
+        image = frame.image[:, ::-1] if self.mirror else frame.image
+        tracked = self.tracker.track(np.ascontiguousarray(image), frame.pts_s)
+        tracked_at = time.perf_counter()
+        if not tracked.found:
+            return self.last_output, FrameReport(False, tracked.reason, _ms(began, tracked_at), 0.0, 0.0)
+        generated = self.driver.step(tracked.crop)
+        stepped_at = time.perf_counter()
+        if generated is not None:
+            self.last_output = paste_back(self.target, generated)
+        return self.last_output, FrameReport(True, None, _ms(began, tracked_at), _ms(tracked_at, stepped_at), _ms(stepped_at, time.perf_counter()))
+
+    def recalibrate(self, reference_crop: np.ndarray | None = None) -> None:
+        self.driver.recalibrate(reference_crop)
+
+    def close(self) -> None:
+        self.driver.close()
+        self.tracker.close()
+
+
+def _ms(start: float, end: float) -> float:
+    return 1000.0 * (end - start)
+
+
+class RemoteDriver:
+    """A stream on a remote worker. Live (``blocking`` False): submit the newest crop and
+    take the newest result, or None while none has arrived. Offline (``blocking`` True):
+    exactly one result per crop."""
+
+    def __init__(self, client, target_crop: np.ndarray, reference_crop: np.ndarray | None, blocking: bool) -> None:
+        self.client, self.blocking = client, blocking
+        client.open(target_crop, reference_crop)
+
+    def step(self, crop: np.ndarray) -> np.ndarray | None:
+        if self.blocking:
+            return self.client.process(crop).crop
+        self.client.submit(crop)
+        result = self.client.poll()
+        return None if result is None else result.crop
+
+    def recalibrate(self, reference_crop: np.ndarray | None = None) -> None:
+        self.client.recalibrate(reference_crop)
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,110 @@
+"""The user-facing path: transfer and live give the same frames, locally and through a
+worker; a lost face holds the output and leaves the engine alone; real clips go through."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from conftest import make_lively_model
+from rt_dtgan.checkpoint import save_checkpoint
+from rt_dtgan.cli import main
+from rt_dtgan.face import FaceTracker, load_target
+from rt_dtgan.media import open_source
+from rt_dtgan.pipeline import FaceTransfer, LocalDriver
+from rt_dtgan.runtime.backends import TorchBackend
+from rt_dtgan.runtime.engine import StreamEngine
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+SOURCE, TARGET = "synthetic:3", "synthetic:1000004"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return save_checkpoint(tmp_path_factory.mktemp("model") / "lively.safetensors", make_lively_model(64))
+
+
+def decoded(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+
+def test_transfer_writes_one_frame_per_source_frame_at_the_source_rate(checkpoint, tmp_path, capsys):
+    out = tmp_path / "out.mp4"
+    assert main(["transfer", "--checkpoint", str(checkpoint), "--source", SOURCE, "--target", TARGET, "--out", str(out), "--frames", "24"]) == 0
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height, stream.average_rate) == (256, 256, 30)
+    assert len(decoded(out)) == 24
+    assert "face found in 24 (100.0%)" in capsys.readouterr().err
+
+
+def test_live_without_pacing_equals_transfer_locally_and_through_a_worker(checkpoint, tmp_path):
+    from rt_dtgan.transport import Worker, WorkerConfig
+
+    common = ["--checkpoint", str(checkpoint), "--source", SOURCE, "--target", TARGET, "--frames", "16"]
+    assert main(["transfer", *common, "--out", str(tmp_path / "offline.y4m")]) == 0
+    assert main(["live", *common, "--no-pace", "--output", str(tmp_path / "live.y4m")]) == 0
+    worker = Worker(WorkerConfig(bind="tcp://127.0.0.1:0"), StreamEngine(TorchBackend(make_lively_model(64))))
+    thread = threading.Thread(target=worker.serve_forever, daemon=True)
+    thread.start()
+    try:
+        remote = ["--remote", worker.address, "--source", SOURCE, "--target", TARGET, "--frames", "16", "--no-pace"]
+        assert main(["live", *remote, "--output", str(tmp_path / "remote.y4m")]) == 0
+    finally:
+        worker.stop()
+        thread.join(timeout=10)
+    offline = decoded(tmp_path / "offline.y4m")
+    assert len(offline) == 16
+    for name in ("live.y4m", "remote.y4m"):
+        other = decoded(tmp_path / name)
+        assert len(other) == 16 and all(np.array_equal(a, b) for a, b in zip(offline, other)), name
+
+
+def test_a_lost_face_holds_the_output_and_leaves_the_engine_alone(tmp_path):
+    from rt_dtgan.commands.common import load_target_spec
+
+    model = make_lively_model(64)
+    engine = StreamEngine(TorchBackend(model))
+    target = load_target_spec(TARGET, model.config.preprocess)
+    transfer = FaceTransfer(LocalDriver(engine, target.crop), target, FaceTracker(model.config.preprocess))
+    with open_source("lavfi:testsrc=size=160x120:rate=30", pace=False) as source:
+        for _, frame in zip(range(5), source):
+            image, report = transfer.process(frame)
+            assert not report.found and report.reason
+            assert image is target.image
+    assert engine.frames_seen(transfer.driver.stream) == 0
+    transfer.close()
+
+
+def test_an_image_without_a_face_is_a_clear_error(checkpoint, tmp_path, capsys):
+    blank = tmp_path / "blank.png"
+    with av.open(str(blank), "w", format="image2") as container:
+        stream = container.add_stream("png", rate=1)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "rgb24"
+        for packet in stream.encode(av.VideoFrame.from_ndarray(np.full((64, 64, 3), 200, np.uint8), format="rgb24")):
+            container.mux(packet)
+    argv = ["transfer", "--checkpoint", str(checkpoint), "--source", SOURCE, "--target", str(blank), "--out", str(tmp_path / "o.mp4")]
+    assert main(argv) == 1
+    assert "no face found in" in capsys.readouterr().err
+
+
+@pytest.mark.heavy
+@pytest.mark.skipif(not REAL.is_dir(), reason="../shared/data/real is absent")
+@pytest.mark.parametrize("clip", sorted(p.name for p in (REAL / "driving").glob("*.mp4")) if REAL.is_dir() else [])
+def test_every_real_clip_goes_through_transfer(checkpoint, tmp_path, capsys, clip):
+    source = REAL / "driving" / clip
+    target = REAL / "targets" / "tpsmm_source.png"
+    out = tmp_path / "out.mp4"
+    assert main(["transfer", "--checkpoint", str(checkpoint), "--source", str(source), "--target", str(target), "--out", str(out)]) == 0
+    with av.open(str(source)) as container:
+        source_frames = sum(1 for _ in container.decode(video=0))
+    assert len(decoded(out)) == source_frames
+    err = capsys.readouterr().err
+    found = int(err.split("face found in ")[1].split(" ")[0])
+    assert found >= 0.95 * source_frames
+    assert load_target(target).image.shape[:2] == decoded(out)[0].shape[:2]

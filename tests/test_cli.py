@@ -56,3 +56,15 @@ def test_module_entry_point_runs():
 def test_missing_extra_names_the_install_command():
     with pytest.raises(MissingExtraError, match=r"^the virtual camera needs the optional package 'pyvirtualcam': pip install 'rt-dtgan\[vcam\]'$"):
         require("pyvirtualcam", "the virtual camera")
+
+
+def test_data_synth_writes_a_dataset_and_keeps_a_full_directory(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "synthetic"
+    assert main(["data", "synth", "--out", str(out), "--identities", "2", "--size", "64", "--sequences", "1"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["format"] == "rt-dtgan-dataset" and len(manifest["sequences"]) == 2
+    assert all((out / entry["video"]).is_file() and (out / entry["labels"]).is_file() for entry in manifest["sequences"])
+    assert main(["data", "synth", "--out", str(out), "--identities", "1"]) == 2
+    assert "is not empty" in capsys.readouterr().err

@@ -58,7 +58,7 @@ def write_dataset(
     if root.exists() and not root.is_dir():
         raise ValueError(f"{root} exists and is not a directory")
     if root.is_dir() and any(root.iterdir()) and not overwrite:
-        raise FileExistsError(f"{root} is not empty; choose an empty directory or pass overwrite=True")
+        raise FileExistsError(f"{root} is not empty; choose an empty directory or allow overwriting (--overwrite)")
     root.mkdir(parents=True, exist_ok=True)
     width = max(4, len(str(identities - 1)))
     per_subject = sequences_per_identity + (1 if freeform_length > 0 else 0)

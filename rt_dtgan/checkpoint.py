@@ -24,6 +24,7 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "default-128.s
 FORMAT = "rt-dtgan-checkpoint"
 FORMAT_VERSION = 1
 _PICKLE_PROTOCOL_MARK = b"\x80"
+_PICKLE_PROTOCOLS = (b"\x02", b"\x03", b"\x04", b"\x05")
 _ZIP_MAGIC = b"PK\x03\x04"
 
 
@@ -113,16 +114,21 @@ def read_config(path: str | os.PathLike) -> tuple[ModelConfig, list[str]]:
 
 
 def _refuse_non_safetensors(path: Path) -> None:
+    """Refuse, without unpickling anything, a missing file or a torch.save pickle. A
+    safetensors file starts with its header length (8 bytes, little-endian) and then '{'."""
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     with path.open("rb") as file:
-        head = file.read(8)
-    if head.startswith(_ZIP_MAGIC) or head.startswith(_PICKLE_PROTOCOL_MARK):
+        head = file.read(9)
+    header_length = int.from_bytes(head[:8], "little") if len(head) == 9 else -1
+    if 0 < header_length <= path.stat().st_size - 8 and head[8:9] == b"{":
+        return
+    if head.startswith(_ZIP_MAGIC) or head[:1] == _PICKLE_PROTOCOL_MARK and head[1:2] in _PICKLE_PROTOCOLS:
         raise CheckpointError(
             f"{path}: is a pickle (torch.save) file; rt-dtgan never unpickles checkpoints. "
             "Load it in a trusted environment and re-save it with rt_dtgan.checkpoint.save_checkpoint"
         )
-    if len(head) < 8:
+    if len(head) < 9:
         raise CheckpointError(f"{path}: too short to be a safetensors file ({len(head)} bytes; truncated?)")
 
 

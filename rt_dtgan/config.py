@@ -60,7 +60,7 @@ class PreprocessConfig:
 @dataclass(frozen=True)
 class EncoderConfig:
     """A: a strided CNN per frame (``channels`` per stage, each halving the side), a linear
-    projection to ``feature_dim``, then a one-layer LSTM with ``hidden_dim`` units.
+    projection of the flattened last map to ``feature_dim``, then a one-layer LSTM with ``hidden_dim`` units.
     ``num_classes`` sizes the expression-recognition head (on H) and ``num_controls`` the
     expression-control readout (on z_d), both used only to pretrain A."""
 

@@ -21,7 +21,7 @@ def make_lively_model(size: int = 64, seed: int = 0) -> DynamicsTransferGAN:
     torch.manual_seed(seed)
     model = DynamicsTransferGAN(ModelConfig.for_size(size))
     with torch.no_grad():
-        model.encoder.project[0].weight.mul_(30.0)
+        model.encoder.project[1].weight.mul_(10.0)
         nn.init.normal_(model.encoder.lstm.weight_ih_l0, std=0.3)
         model.embedder.to_grid[1].weight.mul_(30.0)
         model.generator.embedding_stem.weight.mul_(10.0)

@@ -122,3 +122,15 @@ def _metadata(path):
 
     with safe_open(str(path), framework="pt") as handle:
         return handle.metadata()
+
+
+def test_header_length_that_looks_like_a_pickle_mark_still_loads(model, tmp_path):
+    """A safetensors file starts with its header length; a low byte of 0x80 is not a pickle."""
+    path = save_checkpoint(tmp_path / "m.safetensors", model)
+    data = path.read_bytes()
+    length = int.from_bytes(data[:8], "little")
+    padded = length + (0x80 - length) % 256
+    header = data[8 : 8 + length] + b" " * (padded - length)
+    path.write_bytes(padded.to_bytes(8, "little") + header + data[8 + length :])
+    assert path.read_bytes()[0] == 0x80
+    assert load_checkpoint(path).config == model.config

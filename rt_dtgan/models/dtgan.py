@@ -23,7 +23,7 @@ class DynamicsTransferGAN(nn.Module):
         super().__init__()
         self.config = config
         hidden_dim = config.encoder.hidden_dim
-        self.encoder = DynamicsEncoder(config.encoder)
+        self.encoder = DynamicsEncoder(config.encoder, config.image_size)
         self.embedder = DynamicsEmbedder(config.embedder, hidden_dim, config.image_size)
         self.generator = UNetGenerator(config.generator, config.embedder.out_channels)
         self.spatial_discriminator = SpatialDiscriminator(config.spatial_discriminator)

@@ -37,20 +37,21 @@ def conv_stage(in_channels: int, out_channels: int) -> nn.Sequential:
 class DynamicsEncoder(nn.Module):
     """Frames (N, 3, S, S) in [-1, 1] -> features (N, feature_dim) -> LSTM hidden (B, T, hidden_dim)."""
 
-    def __init__(self, config: EncoderConfig) -> None:
+    def __init__(self, config: EncoderConfig, image_size: int) -> None:
         super().__init__()
         self.config = config
         in_channels = (3,) + tuple(config.channels[:-1])
         self.cnn = nn.Sequential(*(conv_stage(i, o) for i, o in zip(in_channels, config.channels)))
-        self.project = nn.Sequential(nn.Linear(config.channels[-1], config.feature_dim), nn.Tanh())
+        side = image_size >> len(config.channels)
+        self.project = nn.Sequential(nn.Flatten(), nn.Linear(config.channels[-1] * side * side, config.feature_dim), nn.Tanh())
         self.lstm = nn.LSTM(config.feature_dim, config.hidden_dim, batch_first=True)
         self.expression_head = nn.Linear(config.hidden_dim, config.num_classes)
         self.control_head = nn.Linear(config.hidden_dim, config.num_controls, bias=False)
 
     def frame_features(self, frames: Tensor) -> Tensor:
-        """frames (N, 3, S, S) float in [-1, 1] -> per-frame features (N, feature_dim)."""
-        pooled = self.cnn(frames).mean(dim=(2, 3))
-        return self.project(pooled)
+        """frames (N, 3, S, S) float in [-1, 1] -> per-frame features (N, feature_dim). The last
+        feature map is flattened, not pooled: where a face moves matters to its expression."""
+        return self.project(self.cnn(frames))
 
     def initial_state(self, batch: int, like: Tensor) -> LSTMState:
         """The zero state for ``batch`` streams, on the device and dtype of ``like``."""

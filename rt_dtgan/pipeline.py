@@ -58,6 +58,7 @@ class FrameReport:
     found: bool
     reason: str | None
     track_ms: float
+    align_ms: float
     engine_ms: float
     paste_ms: float
 
@@ -73,16 +74,19 @@ class FaceTransfer:
     def process(self, frame: Frame) -> tuple[np.ndarray, FrameReport]:
         """frame (source image, any size) -> (output (H, W, 3) uint8 of the target's size, report)."""
         began = time.perf_counter()
-        image = frame.image[:, ::-1] if self.mirror else frame.image
-        tracked = self.tracker.track(np.ascontiguousarray(image), frame.pts_s)
-        tracked_at = time.perf_counter()
-        if not tracked.found:
-            return self.last_output, FrameReport(False, tracked.reason, _ms(began, tracked_at), 0.0, 0.0)
+        image = np.ascontiguousarray(frame.image[:, ::-1]) if self.mirror else frame.image
+        located = self.tracker.locate(image, frame.pts_s)
+        located_at = time.perf_counter()
+        if not located.found:
+            return self.last_output, FrameReport(False, located.reason, _ms(began, located_at), 0.0, 0.0, 0.0)
+        tracked = self.tracker.align(image, located)
+        aligned_at = time.perf_counter()
         generated = self.driver.step(tracked.crop)
         stepped_at = time.perf_counter()
         if generated is not None:
             self.last_output = paste_back(self.target, generated)
-        return self.last_output, FrameReport(True, None, _ms(began, tracked_at), _ms(tracked_at, stepped_at), _ms(stepped_at, time.perf_counter()))
+        timings = (_ms(began, located_at), _ms(located_at, aligned_at), _ms(aligned_at, stepped_at))
+        return self.last_output, FrameReport(True, None, *timings, _ms(stepped_at, time.perf_counter()))
 
     def recalibrate(self, reference_crop: np.ndarray | None = None) -> None:
         self.driver.recalibrate(reference_crop)

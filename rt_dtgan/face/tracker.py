@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -86,6 +87,17 @@ class FaceTracker:
 
     def track(self, frame: np.ndarray, timestamp: float) -> TrackResult:
         """frame (H, W, 3) uint8 RGB, timestamp in seconds -> TrackResult."""
+        located = self.locate(frame, timestamp)
+        return self.align(frame, located) if located.found else located
+
+    def align(self, frame: np.ndarray, located: TrackResult) -> TrackResult:
+        """The aligned crop for a face ``locate`` found in ``frame``."""
+        crop, transform = align(frame, located.eyes, self.config)
+        return dataclasses.replace(located, crop=crop, transform=transform)
+
+    def locate(self, frame: np.ndarray, timestamp: float) -> TrackResult:
+        """As ``track``, without the crop: finds the face and smooths its eyes (``crop`` and
+        ``transform`` stay None; ``align`` makes them)."""
         check_rgb_image(frame, "frame")
         if not (math.isfinite(timestamp) and timestamp > self._last_timestamp):
             raise ValueError(f"timestamps must increase: {timestamp} after {self._last_timestamp}")
@@ -98,8 +110,7 @@ class FaceTracker:
         if eye_distance < self.options.min_eye_distance:
             return TrackResult(timestamp, found=False, landmarks=landmarks, reason=FACE_TOO_SMALL)
         smoothed = self._smooth(eyes, eye_distance, timestamp)
-        crop, transform = align(frame, smoothed, self.config)
-        return TrackResult(timestamp, True, crop=crop, transform=transform, eyes=smoothed, landmarks=landmarks)
+        return TrackResult(timestamp, True, eyes=smoothed, landmarks=landmarks)
 
     def _smooth(self, eyes: np.ndarray, eye_distance: float, timestamp: float) -> np.ndarray:
         previous = self._smoother.last_timestamp

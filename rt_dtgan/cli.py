@@ -7,10 +7,10 @@ import sys
 from collections.abc import Sequence
 
 from rt_dtgan import __version__
-from rt_dtgan.commands import data, doctor, export, serve, stream, train
+from rt_dtgan.commands import data, doctor, export, serve, stream, train, visualize
 from rt_dtgan.commands.common import UsageError
 
-COMMAND_MODULES = (stream, serve, train, data, export, doctor)
+COMMAND_MODULES = (stream, serve, train, visualize, data, export, doctor)
 
 
 def build_parser() -> argparse.ArgumentParser:

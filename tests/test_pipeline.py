@@ -108,3 +108,11 @@ def test_every_real_clip_goes_through_transfer(checkpoint, tmp_path, capsys, cli
     found = int(err.split("face found in ")[1].split(" ")[0])
     assert found >= 0.95 * source_frames
     assert load_target(target).image.shape[:2] == decoded(out)[0].shape[:2]
+
+
+def test_visualize_draws_the_dynamics_beside_the_source_face(checkpoint, tmp_path):
+    out = tmp_path / "dynamics.mp4"
+    assert main(["visualize", "--checkpoint", str(checkpoint), "--source", SOURCE, "--frames", "12", "--out", str(out)]) == 0
+    frames = decoded(out)
+    assert len(frames) == 12 and frames[0].shape == (64, 128, 3)
+    assert any(not np.array_equal(frames[0][:, 64:], frame[:, 64:]) for frame in frames[1:]), "the dynamics half must move"

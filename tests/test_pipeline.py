@@ -116,3 +116,33 @@ def test_visualize_draws_the_dynamics_beside_the_source_face(checkpoint, tmp_pat
     frames = decoded(out)
     assert len(frames) == 12 and frames[0].shape == (64, 128, 3)
     assert any(not np.array_equal(frames[0][:, 64:], frame[:, 64:]) for frame in frames[1:]), "the dynamics half must move"
+
+
+def test_control_channel_recalibrates_and_quits_a_running_live(checkpoint, tmp_path):
+    import json
+    import socket
+
+    import zmq
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+    argv = ["live", "--checkpoint", str(checkpoint), "--source", SOURCE, "--target", TARGET, "--no-pace"]
+    argv += ["--control", address, "--output", str(tmp_path / "live.y4m")]
+    result = {}
+    runner = threading.Thread(target=lambda: result.setdefault("status", main(argv)), daemon=True)
+    runner.start()
+    requester = zmq.Context.instance().socket(zmq.REQ)
+    requester.setsockopt(zmq.LINGER, 0)
+    requester.setsockopt(zmq.RCVTIMEO, 60_000)
+    requester.connect(address)
+    replies = []
+    for command in ("recalibrate", "dance", "quit"):
+        requester.send_json({"command": command})
+        replies.append(json.loads(requester.recv()))
+    requester.close()
+    runner.join(timeout=60)
+    assert not runner.is_alive() and result["status"] == 0
+    assert replies[0] == {"ok": True} and replies[2] == {"ok": True}
+    assert replies[1]["ok"] is False and "unknown command 'dance'" in replies[1]["error"]
+    assert len(decoded(tmp_path / "live.y4m")) >= 3

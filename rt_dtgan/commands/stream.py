@@ -47,6 +47,9 @@ def add_parsers(commands) -> None:
     live.add_argument("--size", help="camera capture size, WxH")
     live.add_argument("--fps", type=float, help="camera capture rate")
     live.add_argument("--frames", type=int, help="stop after this many source frames")
+    live.add_argument(
+        "--control", help='accept {"command": "recalibrate" | "mirror" | "quit"} as JSON on this ZeroMQ REP address'
+    )
     live.add_argument("--remote", help="run the engine on a worker (rt-dtgan serve) at this address")
     live.add_argument("--compress", action="store_true", help="--remote: JPEG frames for slow links")
     live.add_argument("--client-key", help="--remote beyond loopback: this client's secret key file (rt-dtgan keys)")
@@ -123,9 +126,11 @@ def run_transfer(args: argparse.Namespace) -> int:
 
 def run_live(args: argparse.Namespace) -> int:
     from rt_dtgan.media import LatencyMeter, RateMeter, open_capture, open_sinks
+    from rt_dtgan.pipeline import ControlChannel
 
     source_spec = args.camera if args.camera is not None else args.source
     source, transfer = _open_transfer(args, source_spec, pace=not args.no_pace, size=args.size, fps=args.fps)
+    control = ControlChannel(args.control) if args.control else None
     height, width = transfer.target.image.shape[:2]
     latency, rate = LatencyMeter(), RateMeter()
     outputs = args.output or ["window"]
@@ -143,7 +148,8 @@ def run_live(args: argparse.Namespace) -> int:
                 latency.add(frame)
                 rate.tick()
                 shown += 1
-                if window is not None and _handle_keys(window, transfer):
+                requests = (window.poll_keys() if window else []) + (control.poll() if control else [])
+                if _apply(requests, transfer):
                     break
                 if time.monotonic() - last_status > STATUS_INTERVAL_S:
                     last_status = time.monotonic()
@@ -152,18 +158,20 @@ def run_live(args: argparse.Namespace) -> int:
             pass
         finally:
             transfer.close()
+            if control is not None:
+                control.close()
             print(file=sys.stderr)
     return 0
 
 
-def _handle_keys(window, transfer) -> bool:
-    """Apply the window's hotkeys; True when the user asked to quit."""
-    for action in window.poll_keys():
-        if action == "quit":
+def _apply(requests, transfer) -> bool:
+    """Apply hotkeys and control commands in order; True when one asks to quit."""
+    for request in requests:
+        if request == "quit":
             return True
-        if action == "recalibrate":
+        if request == "recalibrate":
             transfer.recalibrate()
-        elif action == "mirror":
+        elif request == "mirror":
             transfer.mirror = not transfer.mirror
     return False
 

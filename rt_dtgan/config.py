@@ -135,9 +135,12 @@ class ModelConfig:
     """The whole Dynamics Transfer GAN: five parts and the crop they expect.
 
     ``appearance_suppression`` True is the paper's z_d = H - H_st; False feeds G with
-    H alone, the ablation of the paper's experiment 3."""
+    H alone, the ablation of the paper's experiment 3. ``stream_window`` W > 0 makes
+    streams replay only the anchor and the last W frames (stable over hours, see
+    dynamics.py); 0 keeps the whole history, exactly as offline."""
 
     appearance_suppression: bool = True
+    stream_window: int = 16
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
@@ -147,6 +150,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         size = self.preprocess.size
+        _require(0 <= self.stream_window <= 120, f"stream_window must be in [0, 120], got {self.stream_window}")
         _require(
             size >> len(self.encoder.channels) >= 1,
             f"encoder depth {len(self.encoder.channels)} is too deep for {size} px",

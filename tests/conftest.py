@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
@@ -10,7 +12,7 @@ from rt_dtgan.config import ModelConfig
 from rt_dtgan.models import DynamicsTransferGAN
 
 
-def make_lively_model(size: int = 64, seed: int = 0) -> DynamicsTransferGAN:
+def make_lively_model(size: int = 64, seed: int = 0, stream_window: int | None = None) -> DynamicsTransferGAN:
     """A freshly initialised model in eval mode whose encoder reacts strongly to its input.
 
     At default initialisation, random frames give z_d of about 1e-3 and outputs that hardly
@@ -19,7 +21,10 @@ def make_lively_model(size: int = 64, seed: int = 0) -> DynamicsTransferGAN:
     that move with it, as a trained model does, while keeping the LSTM stable.
     """
     torch.manual_seed(seed)
-    model = DynamicsTransferGAN(ModelConfig.for_size(size))
+    config = ModelConfig.for_size(size)
+    if stream_window is not None:
+        config = dataclasses.replace(config, stream_window=stream_window)
+    model = DynamicsTransferGAN(config)
     with torch.no_grad():
         model.encoder.project[1].weight.mul_(10.0)
         nn.init.normal_(model.encoder.lstm.weight_ih_l0, std=0.3)

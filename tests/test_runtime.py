@@ -11,9 +11,9 @@ import torch
 
 from conftest import make_lively_model, random_video
 from rt_dtgan.checkpoint import save_checkpoint
-from rt_dtgan.dynamics import dynamics_offline
+from rt_dtgan.dynamics import dynamics_offline, windowed_offline
 from rt_dtgan.runtime.backends import OnnxRuntimeBackend, TorchBackend
-from rt_dtgan.runtime.engine import DYNAMICS_KEYS, StreamEngine, to_image, to_tensor
+from rt_dtgan.runtime.engine import StreamEngine, to_image, to_tensor
 from rt_dtgan.runtime.export import EngineError, export_onnx, read_meta
 from rt_dtgan.runtime.graphs import graph_specs
 
@@ -21,17 +21,30 @@ SIZE = 64
 
 
 @pytest.fixture(scope="module")
-def model():
-    return make_lively_model(SIZE, seed=4)
+def exports(tmp_path_factory):
+    """window -> (lively model, its checkpoint, its ONNX engine directory), exported once."""
+    made = {}
+
+    def export(window: int):
+        if window not in made:
+            model = make_lively_model(SIZE, seed=4, stream_window=window)
+            root = tmp_path_factory.mktemp(f"engines{window}")
+            checkpoint = save_checkpoint(root / "model.safetensors", model)
+            export_onnx(model, root / "onnx", checkpoint)
+            made[window] = (model, checkpoint, root / "onnx")
+        return made[window]
+
+    return export
 
 
 @pytest.fixture(scope="module")
-def exported(model, tmp_path_factory):
-    root = tmp_path_factory.mktemp("engines")
-    checkpoint = save_checkpoint(root / "model.safetensors", model)
-    engine_dir = root / "onnx"
-    export_onnx(model, engine_dir, checkpoint)
-    return checkpoint, engine_dir
+def model(exports):
+    return exports(16)[0]
+
+
+@pytest.fixture(scope="module")
+def exported(exports):
+    return exports(16)[1:]
 
 
 def _crops(count, seed):
@@ -39,31 +52,32 @@ def _crops(count, seed):
     return [to_image(frame.unsqueeze(0)) for frame in video]
 
 
-def test_onnxruntime_matches_torch_over_100_streamed_frames(model, exported):
-    torch_backend, onnx_backend = TorchBackend(model), OnnxRuntimeBackend(exported[1], threads=1)
+@pytest.mark.parametrize("window", [0, 16])
+def test_onnxruntime_matches_torch_over_100_streamed_frames(window, exports):
+    model, _, engine_dir = exports(window)
+    torch_backend, onnx_backend = TorchBackend(model), OnnxRuntimeBackend(engine_dir, threads=1)
     video = random_video(1, 100, SIZE, seed=11)[0]
     target = video[-1:].flip(-1)
-    worst = 0.0
     results = {}
     for backend in (torch_backend, onnx_backend):
         prepared = backend.run("target", {"target": target})
-        calibrated = backend.run("calibrate", {"anchor": video[:1]})
-        state = {"anchor_gates": calibrated["anchor_gates"], "live_h": calibrated["live_h"], "live_c": calibrated["live_c"]}
-        state |= {"static_h": calibrated["live_h"], "static_c": calibrated["live_c"]}
+        state = backend.run("calibrate", {"anchor": video[:1]})
         outputs = [prepared["neutral_output"]]
         for t in range(1, 100):
             out = backend.run("step", {"frame": video[t : t + 1], "target": target, "target_response": prepared["target_response"]} | state)
-            state = {"anchor_gates": state["anchor_gates"]} | {k: out[f"next_{k}"] for k in DYNAMICS_KEYS[1:]}
+            state = {key: out.get(f"next_{key}", value) for key, value in state.items()}
             outputs.append(out["output"])
         results[backend.name] = (torch.cat(outputs), state)
     (torch_frames, torch_state), (onnx_frames, onnx_state) = results["torch"], results["onnxruntime"]
     worst = (torch_frames - onnx_frames).abs().max().item()
-    worst = max([worst] + [(torch_state[k] - onnx_state[k]).abs().max().item() for k in DYNAMICS_KEYS])
+    worst = max([worst] + [(torch_state[k] - onnx_state[k]).abs().max().item() for k in torch_state])
     assert (torch_frames[1:] - torch_frames[0]).abs().max() > 0.01, "outputs must move for the parity to mean anything"
     assert worst < 1e-4
 
 
-def test_engine_equals_the_offline_computation(model):
+@pytest.mark.parametrize("window", [0, 4])
+def test_engine_equals_the_offline_computation(window):
+    model = make_lively_model(SIZE, seed=4, stream_window=window)
     crops = _crops(12, seed=12)
     target = _crops(1, seed=13)[0]
     engine = StreamEngine(TorchBackend(model))
@@ -71,7 +85,8 @@ def test_engine_equals_the_offline_computation(model):
     streamed = np.stack([engine.step(stream, crop) for crop in crops]).astype(int)
     video = torch.cat([to_tensor(crop, SIZE) for crop in crops]).unsqueeze(0)
     with torch.inference_mode():
-        offline = model.generate_video(to_tensor(target, SIZE), dynamics_offline(model.encoder, video))[0]
+        z_d = windowed_offline(model.encoder, video, window) if window else dynamics_offline(model.encoder, video)
+        offline = model.generate_video(to_tensor(target, SIZE), z_d)[0]
     expected = np.stack([to_image(frame.unsqueeze(0)) for frame in offline]).astype(int)
     assert np.abs(streamed - expected).max() <= 1
     assert engine.frames_seen(stream) == 12
@@ -114,7 +129,7 @@ def test_bad_crop_and_unknown_stream_are_reported(model):
 def test_meta_describes_the_graphs(model, exported):
     checkpoint, engine_dir = exported
     meta = read_meta(engine_dir, checkpoint)
-    specs = graph_specs(model)
+    specs = graph_specs(model.config)
     assert set(meta["graphs"]) == set(specs)
     assert meta["graphs"]["step"]["inputs"]["frame"] == [3, SIZE, SIZE]
     assert meta["checkpoint"]["file"] == "model.safetensors" and meta["precision"] == "fp32"

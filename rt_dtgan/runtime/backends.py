@@ -38,7 +38,7 @@ class TorchBackend:
         self.half = self.device.type == "cuda" if half is None else half
         self.dtype = torch.float16 if self.half else torch.float32
         self.config = model.config
-        self.specs = graph_specs(model)
+        self.specs = graph_specs(model.config)
         self.graphs = {name: spec.build(model).to(self.device, self.dtype) for name, spec in self.specs.items()}
 
     def run(self, graph: str, inputs: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -1,10 +1,11 @@
 """StreamEngine: per-stream state around one shared backend; O(1) work per frame.
 
 A stream keeps its target (the tensor, the generator's first-convolution response to it
-and the neutral output G(x, F(0)), all computed once per target), the dynamics state
-(input gates of the anchor y0, live and static LSTM states) and a frame counter. A step is
-one call of the backend's ``step`` graph; the frames of several streams go through in one
-batched call with ``step_many``.
+and the neutral output G(x, F(0)), all computed once per target), the dynamics state (the
+tensors the model's step graph names: for a windowed stream the anchor's LSTM state, the
+last W input gates and the static h) and a frame counter. A step is one call of the
+backend's ``step`` graph; the frames of several streams go through in one batched call
+with ``step_many``.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ import torch
 from torch import Tensor
 
 from rt_dtgan.runtime.backends import Backend
-
-DYNAMICS_KEYS = ("anchor_gates", "live_h", "live_c", "static_h", "static_c")
+from rt_dtgan.runtime.graphs import graph_specs
 
 
 @dataclass
@@ -38,6 +38,7 @@ class StreamEngine:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self.size = backend.config.image_size
+        self.state_keys = graph_specs(backend.config)["step"].state_inputs
         self._streams: dict[int, _Stream] = {}
         self._ids = itertools.count(1)
 
@@ -108,16 +109,7 @@ class StreamEngine:
 
     def _calibrate(self, anchors: list[Tensor]) -> list[dict[str, Tensor]]:
         out = self.backend.run("calibrate", {"anchor": torch.cat(anchors)})
-        return [
-            {
-                "anchor_gates": out["anchor_gates"][i : i + 1],
-                "live_h": out["live_h"][i : i + 1],
-                "live_c": out["live_c"][i : i + 1],
-                "static_h": out["live_h"][i : i + 1],
-                "static_c": out["live_c"][i : i + 1],
-            }
-            for i in range(len(anchors))
-        ]
+        return [{key: out[key][i : i + 1] for key in self.state_keys} for i in range(len(anchors))]
 
     def _step(self, streams: list[_Stream], frames: list[Tensor]) -> list[Tensor]:
         inputs = {
@@ -125,13 +117,13 @@ class StreamEngine:
             "target": torch.cat([s.target for s in streams]),
             "target_response": torch.cat([s.target_response for s in streams]),
         }
-        for key in DYNAMICS_KEYS:
+        for key in self.state_keys:
             inputs[key] = torch.cat([s.dynamics[key] for s in streams])
         out = self.backend.run("step", inputs)
         for i, stream in enumerate(streams):
-            stream.dynamics = {"anchor_gates": stream.dynamics["anchor_gates"]} | {
-                key: out[f"next_{key}"][i : i + 1] for key in DYNAMICS_KEYS[1:]
-            }
+            for key in self.state_keys:
+                if f"next_{key}" in out:
+                    stream.dynamics[key] = out[f"next_{key}"][i : i + 1]
         return [out["output"][i : i + 1] for i in range(len(streams))]
 
 

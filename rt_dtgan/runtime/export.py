@@ -60,7 +60,7 @@ def export_onnx(
     out.mkdir(parents=True, exist_ok=True)
     model = model.float().eval()
     graphs = {}
-    for name, spec in graph_specs(model).items():
+    for name, spec in graph_specs(model.config).items():
         onnx_path = out / f"{name}.onnx"
         _export_graph(spec, spec.build(model), onnx_path, max_batch)
         graphs[name] = {

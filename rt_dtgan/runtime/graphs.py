@@ -5,11 +5,14 @@ same spec drives the torch backend, the ONNX export, the TensorRT build and the 
 tests. Every tensor is float32 (float16 inside TensorRT); B is the number of streams.
 
 - ``target``:    target (B, 3, S, S) -> target_response (B, C, S/2, S/2), neutral_output (B, 3, S, S)
-- ``calibrate``: anchor (B, 3, S, S) -> anchor_gates (B, 4H), live_h, live_c (B, H)
-                 (the static state starts equal to the live one)
-- ``step``:      frame, target, target_response, anchor_gates, live_h, live_c, static_h, static_c
-                 -> output (B, 3, S, S), z_d (B, H), next_live_h, next_live_c, next_static_h,
-                 next_static_c (ONNX names a value once, so a state's next value gets its own name)
+- ``calibrate``: anchor (B, 3, S, S) -> the stream's dynamics state
+- ``step``:      frame, target, target_response and the state -> output (B, 3, S, S),
+                 z_d (B, H) and ``next_<name>`` for each state tensor the step changes (ONNX
+                 names a value once); state tensors without a ``next_`` stay as they are
+
+The state, for a windowed stream (ModelConfig.stream_window = W > 0): first_h, first_c
+(B, H), recent_gates (B, W, 4H), static_h (B, H); for whole history (W = 0):
+anchor_gates (B, 4H), live_h, live_c, static_h, static_c (B, H).
 
 Images are in [-1, 1]. ``neutral_output`` is G(x, F(0)), the output whenever z_d is zero
 (the first frame of a stream), computed once per target.
@@ -22,8 +25,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from rt_dtgan.dynamics import DynamicsState, start_dynamics, step_dynamics
+from rt_dtgan.config import ModelConfig
+from rt_dtgan.dynamics import DynamicsState, WindowState, start_dynamics, start_windowed, step_dynamics, step_windowed
 from rt_dtgan.models import DynamicsTransferGAN, LSTMState
+
+STREAM_INPUTS = ("frame", "target", "target_response")
 
 
 class TargetGraph(nn.Module):
@@ -39,17 +45,17 @@ class TargetGraph(nn.Module):
         return response, neutral
 
 
-class CalibrateGraph(nn.Module):
+class HistoryCalibrateGraph(nn.Module):
     def __init__(self, model: DynamicsTransferGAN) -> None:
         super().__init__()
         self.encoder = model.encoder
 
-    def forward(self, anchor: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, anchor: Tensor) -> tuple[Tensor, ...]:
         _, state = start_dynamics(self.encoder, anchor)
-        return state.anchor_gates, state.live.h, state.live.c
+        return state.anchor_gates, state.live.h, state.live.c, state.static.h.clone(), state.static.c.clone()
 
 
-class StepGraph(nn.Module):
+class HistoryStepGraph(nn.Module):
     def __init__(self, model: DynamicsTransferGAN) -> None:
         super().__init__()
         self.encoder, self.embedder, self.generator = model.encoder, model.embedder, model.generator
@@ -71,6 +77,37 @@ class StepGraph(nn.Module):
         return output, z_d, state.live.h, state.live.c, state.static.h, state.static.c
 
 
+class WindowCalibrateGraph(nn.Module):
+    def __init__(self, model: DynamicsTransferGAN) -> None:
+        super().__init__()
+        self.encoder, self.window = model.encoder, model.config.stream_window
+
+    def forward(self, anchor: Tensor) -> tuple[Tensor, ...]:
+        _, state = start_windowed(self.encoder, anchor, self.window)
+        return state.first.h, state.first.c, state.recent_gates, state.static_h
+
+
+class WindowStepGraph(nn.Module):
+    def __init__(self, model: DynamicsTransferGAN) -> None:
+        super().__init__()
+        self.encoder, self.embedder, self.generator = model.encoder, model.embedder, model.generator
+
+    def forward(
+        self,
+        frame: Tensor,
+        target: Tensor,
+        target_response: Tensor,
+        first_h: Tensor,
+        first_c: Tensor,
+        recent_gates: Tensor,
+        static_h: Tensor,
+    ) -> tuple[Tensor, ...]:
+        state = WindowState(LSTMState(first_h, first_c), recent_gates, static_h)
+        z_d, state = step_windowed(self.encoder, frame, state)
+        output = self.generator.from_target_response(target, target_response, self.embedder(z_d))
+        return output, z_d, state.recent_gates
+
+
 @dataclass(frozen=True)
 class GraphSpec:
     """Names and sample shapes of one graph; dimension 0 of every tensor is the batch B."""
@@ -88,46 +125,33 @@ class GraphSpec:
         generator = torch.Generator().manual_seed(seed)
         return {
             name: (torch.rand((batch, *shape), generator=generator) * 2 - 1)
-            if len(shape) == 3
+            if name in STREAM_INPUTS
             else 0.3 * torch.randn((batch, *shape), generator=generator)
             for name, shape in self.inputs.items()
         }
 
+    @property
+    def state_inputs(self) -> list[str]:
+        """The dynamics state tensors among the inputs (the step graph's)."""
+        return [name for name in self.inputs if name not in STREAM_INPUTS]
 
-def graph_specs(model: DynamicsTransferGAN) -> dict[str, GraphSpec]:
-    """The target, calibrate and step specs for ``model`` (shapes without the batch axis)."""
-    config = model.config
+
+def graph_specs(config: ModelConfig) -> dict[str, GraphSpec]:
+    """The target, calibrate and step specs for a model of ``config`` (shapes without the batch axis)."""
     if not config.appearance_suppression:
         raise ValueError("this model feeds G with H (the paper's ablation); it is for evaluation, not streaming")
     size, hidden = config.image_size, config.encoder.hidden_dim
     image = (3, size, size)
     response = (config.generator.channels[0], size // 2, size // 2)
-    gates, state = (4 * hidden,), (hidden,)
+    if config.stream_window:
+        state = {"first_h": (hidden,), "first_c": (hidden,), "recent_gates": (config.stream_window, 4 * hidden), "static_h": (hidden,)}
+        changing, graphs = ("recent_gates",), (WindowCalibrateGraph, WindowStepGraph)
+    else:
+        state = {"anchor_gates": (4 * hidden,), "live_h": (hidden,), "live_c": (hidden,), "static_h": (hidden,), "static_c": (hidden,)}
+        changing, graphs = ("live_h", "live_c", "static_h", "static_c"), (HistoryCalibrateGraph, HistoryStepGraph)
+    step_outputs = {"output": image, "z_d": (hidden,)} | {f"next_{name}": state[name] for name in changing}
     return {
         "target": GraphSpec("target", {"target": image}, {"target_response": response, "neutral_output": image}, TargetGraph),
-        "calibrate": GraphSpec(
-            "calibrate", {"anchor": image}, {"anchor_gates": gates, "live_h": state, "live_c": state}, CalibrateGraph
-        ),
-        "step": GraphSpec(
-            "step",
-            {
-                "frame": image,
-                "target": image,
-                "target_response": response,
-                "anchor_gates": gates,
-                "live_h": state,
-                "live_c": state,
-                "static_h": state,
-                "static_c": state,
-            },
-            {
-                "output": image,
-                "z_d": state,
-                "next_live_h": state,
-                "next_live_c": state,
-                "next_static_h": state,
-                "next_static_c": state,
-            },
-            StepGraph,
-        ),
+        "calibrate": GraphSpec("calibrate", {"anchor": image}, state, graphs[0]),
+        "step": GraphSpec("step", {"frame": image, "target": image, "target_response": response} | state, step_outputs, graphs[1]),
     }

@@ -142,7 +142,7 @@ def read_meta(engine_dir: str | os.PathLike, checkpoint: str | os.PathLike | Non
         raise EngineError(f"{meta_path}: not valid JSON: {error}") from error
     if meta.get("format") != ENGINE_FORMAT or meta.get("format_version") != ENGINE_FORMAT_VERSION:
         raise EngineError(f"{meta_path}: not an rt-dtgan engine meta of version {ENGINE_FORMAT_VERSION}")
-    for name, graph in meta["graphs"].items():
+    for graph in meta["graphs"].values():
         onnx_path = engine_dir / graph["onnx"]
         if not onnx_path.is_file() or file_sha256(onnx_path) != graph["onnx_sha256"]:
             raise EngineError(f"{onnx_path}: missing or changed since export (hash differs); re-run `rt-dtgan export`")

@@ -65,14 +65,16 @@ def evaluation_pairs(config: EvalConfig, size: int) -> Iterator[EvalPair]:
         onset_length = int(rng.integers(max(10, config.length), 61))
         track = onset_track(expression, onset_length, int(rng.integers(2**31)))
         frames = [track[i] for i in np.round(np.linspace(0, onset_length - 1, config.length)).astype(int)]
-        source_identity = Identity.from_seed(EVAL_IDENTITY_OFFSET + 2 * index)
-        target_identity = Identity.from_seed(EVAL_IDENTITY_OFFSET + 2 * index + 1)
+        source, truth = (
+            _render_video(Identity.from_seed(EVAL_IDENTITY_OFFSET + 2 * index + offset), frames, size) for offset in (0, 1)
+        )
+        yield EvalPair(source, truth, EXPRESSION_CLASSES.index(expression))
 
-        def video(identity: Identity) -> Tensor:
-            images = np.stack([render(identity, f.expression, f.pose, size, f.noise_seed) for f in frames])
-            return to_video_tensor(images).unsqueeze(0)
 
-        yield EvalPair(video(source_identity), video(target_identity), EXPRESSION_CLASSES.index(expression))
+def _render_video(identity: Identity, frames: list, size: int) -> Tensor:
+    """identity rendered through frames (FrameSpec) -> (1, T, 3, S, S) in [-1, 1]."""
+    images = np.stack([render(identity, f.expression, f.pose, size, f.noise_seed) for f in frames])
+    return to_video_tensor(images).unsqueeze(0)
 
 
 def evaluate(

@@ -89,6 +89,8 @@ def _remote_engine(args: argparse.Namespace, blocking: bool):
     from rt_dtgan.pipeline import RemoteDriver
     from rt_dtgan.transport import ClientConfig, ClientKeys, StreamClient
 
+    if bool(args.client_key) != bool(args.server_key):
+        raise UsageError("--client-key and --server-key go together (both made by `rt-dtgan keys`)")
     keys = ClientKeys(Path(args.client_key), Path(args.server_key)) if args.client_key else None
     image_format = "jpeg" if args.compress else "rgb24"
     client = StreamClient(ClientConfig(address=args.remote, frame_format=image_format, result_format=image_format, keys=keys))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import resource
 
-import numpy as np
 import pytest
 import torch
 
@@ -33,20 +32,24 @@ def one_thread():
 @pytest.mark.heavy
 def test_neutral_face_returns_the_output_after_20000_frames_of_motion(one_thread):
     identity_seed = 21
-    engine = StreamEngine(TorchBackend(make_lively_model(SIZE, seed=7)))
+    model = make_lively_model(SIZE, seed=7)
+    with torch.no_grad():
+        # Sensitive to faces: synthetic motion must take the output below 30 dB from the first.
+        model.encoder.project[1].weight.mul_(100.0)
+    engine = StreamEngine(TorchBackend(model))
     identity = Identity.from_seed(identity_seed)
     calibration = render(identity, Expression(), None, SIZE)
     stream = engine.open(render(Identity.from_seed(22), Expression(), None, SIZE))
     first = engine.step(stream, calibration)
     motion = freeform_sequence(5, MOTION_FRAMES, SIZE, identity_seed=identity_seed)
     peak_rss = None
-    moved = 0.0
+    farthest = float("inf")
     for index, frame in enumerate(motion):
         output = engine.step(stream, frame.image)
-        moved = max(moved, float(np.abs(output.astype(int) - first.astype(int)).mean()))
+        farthest = min(farthest, psnr(to_tensor(output, SIZE), to_tensor(first, SIZE)))
         if index == 2_000:
             peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    assert moved > 2.0, "the motion must move the output for the return to mean anything"
+    assert farthest < 30.0, "the motion must take the output away for the return to mean anything"
     # The neutral face with fresh sensor noise each frame, as a camera would give it.
     for index in range(NEUTRAL_FRAMES):
         output = engine.step(stream, render(identity, Expression(), None, SIZE, noise_seed=index))

@@ -55,11 +55,18 @@ class HistoryCalibrateGraph(nn.Module):
         return state.anchor_gates, state.live.h, state.live.c, state.static.h.clone(), state.static.c.clone()
 
 
-class HistoryStepGraph(nn.Module):
+class _StepGraph(nn.Module):
+    """What both step graphs share: the networks, and the frame G draws for z_d."""
+
     def __init__(self, model: DynamicsTransferGAN) -> None:
         super().__init__()
         self.encoder, self.embedder, self.generator = model.encoder, model.embedder, model.generator
 
+    def draw(self, target: Tensor, target_response: Tensor, z_d: Tensor) -> Tensor:
+        return self.generator.from_target_response(target, target_response, self.embedder(z_d))
+
+
+class HistoryStepGraph(_StepGraph):
     def forward(
         self,
         frame: Tensor,
@@ -73,8 +80,7 @@ class HistoryStepGraph(nn.Module):
     ) -> tuple[Tensor, ...]:
         state = DynamicsState(anchor_gates, LSTMState(live_h, live_c), LSTMState(static_h, static_c))
         z_d, state = step_dynamics(self.encoder, frame, state)
-        output = self.generator.from_target_response(target, target_response, self.embedder(z_d))
-        return output, z_d, state.live.h, state.live.c, state.static.h, state.static.c
+        return self.draw(target, target_response, z_d), z_d, state.live.h, state.live.c, state.static.h, state.static.c
 
 
 class WindowCalibrateGraph(nn.Module):
@@ -87,11 +93,7 @@ class WindowCalibrateGraph(nn.Module):
         return state.first.h, state.first.c, state.recent_gates, state.static_h
 
 
-class WindowStepGraph(nn.Module):
-    def __init__(self, model: DynamicsTransferGAN) -> None:
-        super().__init__()
-        self.encoder, self.embedder, self.generator = model.encoder, model.embedder, model.generator
-
+class WindowStepGraph(_StepGraph):
     def forward(
         self,
         frame: Tensor,
@@ -104,8 +106,7 @@ class WindowStepGraph(nn.Module):
     ) -> tuple[Tensor, ...]:
         state = WindowState(LSTMState(first_h, first_c), recent_gates, static_h)
         z_d, state = step_windowed(self.encoder, frame, state)
-        output = self.generator.from_target_response(target, target_response, self.embedder(z_d))
-        return output, z_d, state.recent_gates
+        return self.draw(target, target_response, z_d), z_d, state.recent_gates
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,13 @@ the engine is not stepped, so its LSTM state never sees a frame without a face.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+import zmq
 
 from rt_dtgan.face import FaceTracker, Target, paste_back
 from rt_dtgan.media import Frame
@@ -132,8 +134,6 @@ class ControlChannel:
     "quit"}`` and answering ``{"ok": true}`` or ``{"ok": false, "error": "..."}``."""
 
     def __init__(self, address: str) -> None:
-        import zmq
-
         from rt_dtgan.transport.security import SecurityError, is_local_address
 
         if not is_local_address(address):
@@ -145,11 +145,7 @@ class ControlChannel:
         self.address = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
 
     def poll(self) -> list[str]:
-        """The commands received since the last call, without waiting."""
-        import json
-
-        import zmq
-
+        """The commands received since the last call, without waiting (called every frame)."""
         commands = []
         while self.socket.poll(0, zmq.POLLIN):
             try:

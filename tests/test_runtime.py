@@ -173,3 +173,19 @@ def test_open_backend_picks_what_the_engines_directory_holds(exported):
         open_backend("onnxruntime", checkpoint)
     with pytest.raises(ValueError, match="unknown backend 'cuda'"):
         open_backend("cuda", checkpoint)
+
+
+def test_set_target_takes_effect_on_the_next_frame_and_keeps_the_dynamics(model):
+    first_target, second_target = _crops(2, seed=19)
+    crops = _crops(4, seed=20)
+    engine = StreamEngine(TorchBackend(model))
+    stream = engine.open(first_target)
+    engine.step(stream, crops[0])
+    engine.step(stream, crops[1])
+    engine.set_target(stream, second_target)
+    switched = engine.step(stream, crops[2])
+    reference = StreamEngine(TorchBackend(model))
+    fresh = reference.open(second_target)
+    expected = [reference.step(fresh, crop) for crop in crops[:3]][-1]
+    assert engine.frames_seen(stream) == 3
+    assert np.abs(switched.astype(int) - expected.astype(int)).max() <= 1

@@ -145,4 +145,5 @@ def test_control_channel_recalibrates_and_quits_a_running_live(checkpoint, tmp_p
     assert not runner.is_alive() and result["status"] == 0
     assert replies[0] == {"ok": True} and replies[2] == {"ok": True}
     assert replies[1]["ok"] is False and "unknown command 'dance'" in replies[1]["error"]
-    assert len(decoded(tmp_path / "live.y4m")) >= 3
+    # Commands that arrive together are answered in one poll, so quitting can come on any frame.
+    assert len(decoded(tmp_path / "live.y4m")) >= 1

@@ -14,6 +14,9 @@ from typing import Any, TypeVar
 
 SUPPORTED_SIZES = (64, 128, 256)
 EXPRESSION_CLASSES = ("neutral", "anger", "disgust", "fear", "happiness", "sadness", "surprise")
+# How synthetic training and test sequences show the head and the sensor (rt_dtgan.train.data).
+HEAD_POSES = ("drift", "aligned")
+SENSOR_NOISES = ("per-frame", "per-sequence")
 
 
 class ConfigError(ValueError):

@@ -51,6 +51,45 @@ def test_gan_losses_fall_on_a_fixed_batch():
         assert min(h[term] for h in history[-3:]) < history[0][term], term
 
 
+def test_aligned_sequences_keep_only_yaw_and_pitch_and_share_one_noise_pattern():
+    import dataclasses
+
+    drifting = synthetic_batch(dataclasses.replace(TINY_DATA, augment=False), step=3)
+    aligned = synthetic_batch(dataclasses.replace(TINY_DATA, augment=False, head_pose="aligned", sensor_noise="per-sequence"), step=3)
+    assert torch.equal(drifting.expressions, aligned.expressions)
+    # The top-left corner is background: it changes between frames only through the sensor noise.
+    corner = (slice(None), slice(None), slice(None), slice(0, 6), slice(0, 6))
+    assert (drifting.video[corner].diff(dim=1).abs() > 0).any()
+    assert torch.equal(aligned.video[corner].diff(dim=1), torch.zeros_like(aligned.video[corner][:, 1:]))
+
+
+def test_align_pose_removes_roll_scale_and_shift():
+    from rt_dtgan.synth import Expression, Pose
+    from rt_dtgan.synth.sequences import FrameSpec
+    from rt_dtgan.train.data import align_pose
+
+    frame = FrameSpec(Expression(), Pose(yaw=3.0, pitch=-2.0, roll=2.5, scale=1.02, shift_x=0.01, shift_y=-0.01), "joy", 7)
+    assert align_pose(frame) == FrameSpec(Expression(), Pose(yaw=3.0, pitch=-2.0), "joy", 7)
+
+
+def test_gan_training_can_start_from_another_models_generator(tmp_path):
+    from rt_dtgan.checkpoint import load_checkpoint, save_checkpoint
+
+    encoder = train_encoder(EncoderTrainingConfig(run=tiny_run(1)), tmp_path / "encoder", progress=False)
+    torch.manual_seed(5)
+    start = save_checkpoint(tmp_path / "start.safetensors", DynamicsTransferGAN(ModelConfig.for_size(64)))
+    config = GanTrainingConfig(run=tiny_run(1), generator_learning_rate=1e-12)
+    tuned = load_checkpoint(train_gan(config, tmp_path / "tuned", encoder, progress=False, init_checkpoint=start))
+    # Batch-norm statistics move in one step; the weights, at a negligible learning rate, stay.
+    began = load_checkpoint(start)
+    assert torch.allclose(tuned.generator.head.weight, began.generator.head.weight, atol=1e-6)
+    assert torch.allclose(tuned.embedder.to_grid[1].weight, began.embedder.to_grid[1].weight, atol=1e-6)
+    torch.manual_seed(6)
+    other = save_checkpoint(tmp_path / "other.safetensors", DynamicsTransferGAN(ModelConfig.for_size(128)))
+    with pytest.raises(ValueError, match="does not fit this model"):
+        train_gan(config, tmp_path / "misfit", encoder, progress=False, init_checkpoint=other)
+
+
 def test_resumed_run_continues_bit_identically(tmp_path):
     straight = train_encoder(EncoderTrainingConfig(run=tiny_run(4)), tmp_path / "straight", progress=False)
     train_encoder(EncoderTrainingConfig(run=tiny_run(2)), tmp_path / "resumed", progress=False)

@@ -40,6 +40,10 @@ def model_card(records: dict[str, dict], figures: dict, weights: Path) -> str:
         f"Weights: `{weights.name}`, float16, {weights.stat().st_size / 2**20:.1f} MiB; parts A, F, G.",
         "Data: synthetic faces only (rt_dtgan/synth), identity seeds 0 to 4,999, onsets of the six",
         "basic expressions subsampled to 6 to 14 frames, per-sequence colour jitter. No real faces.",
+        "The encoder, the judge and GAN stage 1 (gan-drift) see the onsets' slow head drift and fresh",
+        "sensor noise on every frame; GAN stage 2 (gan, and its ablation) starts from stage 1's F and G",
+        "and sees eye-aligned sequences (yaw and pitch only) with one noise pattern per sequence.",
+        "The recipe is tools/train_default.sh.",
         f"Hardware: {environment()['device']} (torch {torch.__version__}).",
         "",
         "| run | steps | active hours |",
@@ -61,7 +65,7 @@ def main() -> None:
     args = parser.parse_args()
     model = load_checkpoint(args.runs / "gan" / "model.safetensors")
     weights = save_checkpoint(args.out / "default-128.safetensors", model, parts=INFERENCE_PARTS, dtype=torch.float16)
-    records = {name: training_record(args.runs / name) for name in ("encoder", "judge", "gan", "ablation") if (args.runs / name).is_dir()}
+    records = {name: training_record(args.runs / name) for name in ("encoder", "judge", "gan-drift", "gan", "ablation") if (args.runs / name).is_dir()}
     card = model_card(records, json.loads(args.eval.read_text()), weights)
     (args.out / "MODEL_CARD.md").write_text(card)
     print(f"wrote {weights} and {args.out / 'MODEL_CARD.md'}")

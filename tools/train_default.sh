@@ -1,22 +1,35 @@
 #!/usr/bin/env bash
-# The recipe of the default 128 px model: pretrain the encoder A, train a separate judge
-# encoder (for expression accuracy), train the GAN on the frozen A and its ablation (G driven
-# by H), evaluate on held-out identities, and ship fp16 weights with a model card.
+# The recipe of the default 128 px model:
+#   1. pretrain the encoder A on synthetic onsets (head drift, per-frame sensor noise);
+#   2. train a separate judge encoder (another seed, fewer steps) that scores expression accuracy;
+#   3. GAN stage 1 on A, with the head drift and per-frame noise of step 1;
+#   4. GAN stage 2 from stage 1's F and G, on eye-aligned sequences with one noise pattern per
+#      sequence (the defaults of `train gan`), and its ablation (G driven by H) from the same start;
+#   5. evaluate on held-out identities and ship fp16 weights with a model card.
 # Every step resumes where it stopped: run the script again to continue.
 # Several processes: set LAUNCH="torchrun --nproc_per_node N -m rt_dtgan" (default: rt-dtgan).
 set -euo pipefail
 RUNS=${RUNS:-runs/default}
 LAUNCH=${LAUNCH:-rt-dtgan}
 ENCODER_STEPS=${ENCODER_STEPS:-1500}
-GAN_STEPS=${GAN_STEPS:-3000}
-DATA="--size 128 --min-length 6 --max-length 14"
+JUDGE_STEPS=${JUDGE_STEPS:-600}
+STAGE1_STEPS=${STAGE1_STEPS:-860}
+STAGE2_STEPS=${STAGE2_STEPS:-1200}
+ENCODER="$RUNS/encoder/encoder.safetensors"
+STAGE1="$RUNS/gan-drift/model.safetensors"
 
-$LAUNCH train encoder --run-dir "$RUNS/encoder" $DATA --batch-size 8 --steps "$ENCODER_STEPS" --checkpoint-every 50
-$LAUNCH train encoder --run-dir "$RUNS/judge" $DATA --batch-size 8 --steps "$ENCODER_STEPS" --checkpoint-every 50 --seed 1
-$LAUNCH train gan --run-dir "$RUNS/gan" --encoder "$RUNS/encoder/encoder.safetensors" --size 128 \
-    --min-length 6 --max-length 12 --batch-size 4 --steps "$GAN_STEPS" --checkpoint-every 50
-$LAUNCH train gan --run-dir "$RUNS/ablation" --encoder "$RUNS/encoder/encoder.safetensors" --size 128 \
-    --min-length 6 --max-length 12 --batch-size 4 --steps "$GAN_STEPS" --checkpoint-every 50 --no-suppression
+$LAUNCH train encoder --run-dir "$RUNS/encoder" --size 128 --min-length 6 --max-length 14 --batch-size 8 \
+    --steps "$ENCODER_STEPS" --checkpoint-every 50
+$LAUNCH train encoder --run-dir "$RUNS/judge" --size 128 --min-length 6 --max-length 14 --batch-size 8 \
+    --steps "$JUDGE_STEPS" --checkpoint-every 50 --seed 1
+$LAUNCH train gan --run-dir "$RUNS/gan-drift" --encoder "$ENCODER" --size 128 --min-length 6 --max-length 12 \
+    --batch-size 4 --steps "$STAGE1_STEPS" --checkpoint-every 50 --head-pose drift --sensor-noise per-frame
+for run in gan ablation; do
+    extra=()
+    [[ $run == ablation ]] && extra=(--no-suppression)
+    $LAUNCH train gan --run-dir "$RUNS/$run" --encoder "$ENCODER" --init "$STAGE1" --size 128 --min-length 6 \
+        --max-length 10 --batch-size 4 --steps "$STAGE2_STEPS" --checkpoint-every 50 "${extra[@]}"
+done
 rt-dtgan eval --checkpoint "$RUNS/gan/model.safetensors" --synthetic --identities 60 \
     --judge "$RUNS/judge/encoder.safetensors" --ablation "$RUNS/ablation/model.safetensors" --json "$RUNS/eval.json"
 python tools/ship_model.py --runs "$RUNS" --eval "$RUNS/eval.json" --out rt_dtgan/assets

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from rt_dtgan.commands.common import UsageError
+from rt_dtgan.config import HEAD_POSES, SENSOR_NOISES
 
 
 def add_parsers(commands) -> None:
@@ -32,6 +33,15 @@ def add_parsers(commands) -> None:
         parser.add_argument("--image-every", type=int, default=250, help="TensorBoard pictures every N steps")
         parser.add_argument("--tensorboard", action="store_true", help="write TensorBoard logs (extra: train)")
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+        aligned = phase == "gan"
+        parser.add_argument(
+            "--head-pose", choices=HEAD_POSES, default="aligned" if aligned else "drift",
+            help="aligned: only yaw and pitch of the head drift, as eye-aligned live crops (default for gan)",
+        )
+        parser.add_argument(
+            "--sensor-noise", choices=SENSOR_NOISES, default="per-sequence" if aligned else "per-frame",
+            help="per-sequence: one noise pattern per sequence (default for gan)",
+        )
         if phase == "encoder":
             parser.add_argument("--lr", type=float, default=1e-3)
             parser.add_argument("--control-weight", type=float, default=4.0)
@@ -43,6 +53,7 @@ def add_parsers(commands) -> None:
             parser.add_argument("--lambda-spatial", type=float, default=100.0)
             parser.add_argument("--lambda-dynamics", type=float, default=10.0)
             parser.add_argument("--no-suppression", action="store_true", help="drive G with H (the paper's ablation)")
+            parser.add_argument("--init", help="start F and G from this model checkpoint (fine-tuning)")
         parser.set_defaults(handler=run_train)
 
     evaluate = commands.add_parser(
@@ -57,6 +68,7 @@ def add_parsers(commands) -> None:
     evaluate.add_argument("--length", type=int, default=16, help="frames per test sequence")
     evaluate.add_argument("--judge", help="expression recogniser trained apart from A (an encoder checkpoint)")
     evaluate.add_argument("--ablation", help="the same GAN trained with z_d = H (train gan --no-suppression)")
+    evaluate.add_argument("--head-pose", choices=HEAD_POSES, default="aligned", help="aligned: as eye-aligned live crops")
     evaluate.add_argument("--json", help="write the figures here")
     evaluate.set_defaults(handler=run_eval)
 
@@ -69,7 +81,7 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         data = SyntheticDataConfig(
             size=args.size, batch_size=args.batch_size, min_length=args.min_length, max_length=args.max_length,
-            identities=args.identities, seed=args.seed,
+            identities=args.identities, seed=args.seed, head_pose=args.head_pose, sensor_noise=args.sensor_noise,
         )
         run = RunConfig(
             steps=args.steps, checkpoint_every=args.checkpoint_every, image_every=args.image_every, seed=args.seed,
@@ -89,7 +101,7 @@ def run_train(args: argparse.Namespace) -> int:
     if args.phase == "encoder":
         checkpoint = train_encoder(config, args.run_dir, progress, tensorboard)
     else:
-        checkpoint = train_gan(config, args.run_dir, args.encoder, progress, tensorboard)
+        checkpoint = train_gan(config, args.run_dir, args.encoder, progress, tensorboard, args.init)
     print(f"checkpoint: {checkpoint}")
     return 0
 
@@ -99,7 +111,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from rt_dtgan.train.evaluate import EvalConfig, evaluate
 
     try:
-        config = EvalConfig(pairs=args.identities, length=args.length)
+        config = EvalConfig(pairs=args.identities, length=args.length, head_pose=args.head_pose)
     except ValueError as error:
         raise UsageError(str(error)) from error
     model = load_checkpoint(args.checkpoint)

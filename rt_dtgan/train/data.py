@@ -8,6 +8,7 @@ apex of one basic expression, subsampled from an onset of 10 to 60 frames.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -16,9 +17,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import IterableDataset
 
-from rt_dtgan.config import EXPRESSION_CLASSES, SUPPORTED_SIZES
-from rt_dtgan.synth import BASIC_EXPRESSIONS, Identity, render
-from rt_dtgan.synth.sequences import onset_track
+from rt_dtgan.config import EXPRESSION_CLASSES, HEAD_POSES, SENSOR_NOISES, SUPPORTED_SIZES
+from rt_dtgan.synth import BASIC_EXPRESSIONS, Identity, Pose, render
+from rt_dtgan.synth.sequences import FrameSpec, onset_track
 
 # Held-out identities for evaluation start here; training draws seeds below it.
 EVAL_IDENTITY_OFFSET = 1_000_000
@@ -49,7 +50,12 @@ class SequenceBatch:
 @dataclass(frozen=True)
 class SyntheticDataConfig:
     """What to render: ``batch_size`` sequences of one length drawn in [min_length,
-    max_length] per batch, identities drawn from seeds [identity_offset, identity_offset + identities)."""
+    max_length] per batch, identities drawn from seeds [identity_offset, identity_offset + identities).
+
+    ``head_pose`` "drift" keeps the onsets' slow head drift; "aligned" keeps only its yaw and
+    pitch, as the live path's eye alignment leaves them. ``sensor_noise`` "per-sequence"
+    draws one noise pattern per sequence, so that a frame differs from the neutral first
+    frame only where the face moves (the L1 of eq. 5 then carries no noise gradient)."""
 
     size: int = 128
     batch_size: int = 8
@@ -59,8 +65,12 @@ class SyntheticDataConfig:
     identity_offset: int = 0
     seed: int = 0
     augment: bool = True
+    head_pose: str = "drift"
+    sensor_noise: str = "per-frame"
 
     def __post_init__(self) -> None:
+        if self.head_pose not in HEAD_POSES or self.sensor_noise not in SENSOR_NOISES:
+            raise ValueError(f"head_pose must be one of {HEAD_POSES} and sensor_noise one of {SENSOR_NOISES}")
         if self.size not in SUPPORTED_SIZES:
             raise ValueError(f"size must be one of {SUPPORTED_SIZES}, got {self.size}")
         if not 2 <= self.min_length <= self.max_length <= 60:
@@ -77,7 +87,7 @@ def synthetic_batch(config: SyntheticDataConfig, step: int, rank: int = 0) -> Se
     for _ in range(config.batch_size):
         identity_seed = config.identity_offset + int(rng.integers(config.identities))
         expression = BASIC_EXPRESSIONS[int(rng.integers(len(BASIC_EXPRESSIONS)))]
-        video, frame_labels, vectors = render_onset(identity_seed, expression, length, rng, config.size)
+        video, frame_labels, vectors = render_onset(identity_seed, expression, length, rng, config)
         videos.append(video)
         labels.append(frame_labels)
         expressions.append(vectors)
@@ -91,21 +101,30 @@ def synthetic_batch(config: SyntheticDataConfig, step: int, rank: int = 0) -> Se
 
 
 def render_onset(
-    identity_seed: int, expression: str, length: int, rng: np.random.Generator, size: int
+    identity_seed: int, expression: str, length: int, rng: np.random.Generator, config: SyntheticDataConfig
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One onset neutral -> apex of ``length`` frames, subsampled from a 10-60 frame onset:
     (video (T, S, S, 3) uint8, frame labels (T,) int64, controls (T, C) float32)."""
     onset_length = int(rng.integers(max(10, length), 61))
     track = onset_track(expression, onset_length, int(rng.integers(2**31)))
     picks = np.round(np.linspace(0, onset_length - 1, length)).astype(int)
-    identity = Identity.from_seed(identity_seed)
     frames = [track[i] for i in picks]
-    video = np.stack([render(identity, f.expression, f.pose, size, f.noise_seed) for f in frames])
+    if config.head_pose == "aligned":
+        frames = [align_pose(frame) for frame in frames]
+    if config.sensor_noise == "per-sequence":
+        frames = [dataclasses.replace(frame, noise_seed=frames[0].noise_seed) for frame in frames]
+    identity = Identity.from_seed(identity_seed)
+    video = np.stack([render(identity, f.expression, f.pose, config.size, f.noise_seed) for f in frames])
     vectors = np.stack([f.expression.to_vector() for f in frames]).astype(np.float32)
     apex = np.linalg.norm(vectors[-1]) or 1.0
     intensity = np.linalg.norm(vectors, axis=1) / apex
     labels = np.where(intensity >= LABEL_INTENSITY, EXPRESSION_CLASSES.index(expression), 0).astype(np.int64)
     return video, labels, vectors
+
+
+def align_pose(frame: FrameSpec) -> FrameSpec:
+    """The frame as an eye-aligned crop shows it: yaw and pitch kept; roll, scale and shift removed."""
+    return dataclasses.replace(frame, pose=Pose(yaw=frame.pose.yaw, pitch=frame.pose.pitch))
 
 
 def to_video_tensor(frames: np.ndarray) -> Tensor:

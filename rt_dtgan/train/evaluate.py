@@ -26,12 +26,12 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from rt_dtgan.config import EXPRESSION_CLASSES
+from rt_dtgan.config import EXPRESSION_CLASSES, HEAD_POSES
 from rt_dtgan.dynamics import sequence_dynamics
 from rt_dtgan.models import DynamicsTransferGAN
 from rt_dtgan.synth import BASIC_EXPRESSIONS, Identity, render
 from rt_dtgan.synth.sequences import onset_track
-from rt_dtgan.train.data import EVAL_IDENTITY_OFFSET, to_video_tensor
+from rt_dtgan.train.data import EVAL_IDENTITY_OFFSET, align_pose, to_video_tensor
 from rt_dtgan.train.metrics import psnr, ssim
 
 DYNAMIC_THRESHOLD = 0.1
@@ -39,13 +39,19 @@ DYNAMIC_THRESHOLD = 0.1
 
 @dataclass(frozen=True)
 class EvalConfig:
+    """``head_pose`` "aligned" scores what the live path feeds the model (eye-aligned crops:
+    the onsets' yaw and pitch kept, roll, scale and shift removed); "drift" keeps all of it."""
+
     pairs: int = 60
     length: int = 16
     seed: int = 0
+    head_pose: str = "aligned"
 
     def __post_init__(self) -> None:
         if self.pairs < 1 or not 2 <= self.length <= 60:
             raise ValueError(f"need at least one pair and 2 <= length <= 60, got {self.pairs}, {self.length}")
+        if self.head_pose not in HEAD_POSES:
+            raise ValueError(f"head_pose must be one of {HEAD_POSES}, got {self.head_pose!r}")
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,8 @@ def evaluation_pairs(config: EvalConfig, size: int) -> Iterator[EvalPair]:
         onset_length = int(rng.integers(max(10, config.length), 61))
         track = onset_track(expression, onset_length, int(rng.integers(2**31)))
         frames = [track[i] for i in np.round(np.linspace(0, onset_length - 1, config.length)).astype(int)]
+        if config.head_pose == "aligned":
+            frames = [align_pose(frame) for frame in frames]
         source, truth = (
             _render_video(Identity.from_seed(EVAL_IDENTITY_OFFSET + 2 * index + offset), frames, size) for offset in (0, 1)
         )
@@ -94,7 +102,9 @@ def evaluate(
     summary.setdefault("expression_accuracy", None)
     summary.setdefault("judge_accuracy_on_ground_truth", None)
     summary["ablation_win_rate"] = summary.pop("ablation_win", None)
-    summary |= {"pairs": config.pairs, "length": config.length, "identity_offset": EVAL_IDENTITY_OFFSET}
+    summary |= {
+        "pairs": config.pairs, "length": config.length, "head_pose": config.head_pose, "identity_offset": EVAL_IDENTITY_OFFSET
+    }
     return summary
 
 

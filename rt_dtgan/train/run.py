@@ -39,9 +39,11 @@ def train_gan(
     encoder_checkpoint: str | os.PathLike,
     progress: bool = True,
     tensorboard: bool = False,
+    init_checkpoint: str | os.PathLike | None = None,
 ) -> Path:
     """Train F, G, Ds and Dd with the frozen A of ``encoder_checkpoint``; writes
-    run_dir/model.safetensors (parts A, F, G)."""
+    run_dir/model.safetensors (parts A, F, G). ``init_checkpoint`` (a model checkpoint of
+    the same networks) gives F and G their starting weights."""
     distributed = setup_distributed()
     pretrained = load_checkpoint(encoder_checkpoint, required_parts=["encoder"])
     if pretrained.config.image_size != config.run.size:
@@ -52,7 +54,20 @@ def train_gan(
     model_config = dataclasses.replace(pretrained.config, appearance_suppression=config.appearance_suppression)
     model = DynamicsTransferGAN(model_config)
     model.encoder.load_state_dict(pretrained.encoder.state_dict())
+    config_dict = {"gan_training": config_to_dict(config), "encoder_sha256": file_sha256(encoder_checkpoint)}
+    if init_checkpoint is not None:
+        _start_from(model, init_checkpoint)
+        config_dict["init_sha256"] = file_sha256(init_checkpoint)
     model.to(distributed.device)
     objective = GanObjective(model, config, distributed.world_size)
-    config_dict = {"gan_training": config_to_dict(config), "encoder_sha256": file_sha256(encoder_checkpoint)}
     return run_training(objective, config.run, run_dir, config_dict, distributed, MODEL_CHECKPOINT, progress, tensorboard)
+
+
+def _start_from(model: DynamicsTransferGAN, init_checkpoint: str | os.PathLike) -> None:
+    """Copy F and G from ``init_checkpoint``; its networks must have the same shapes."""
+    start = load_checkpoint(init_checkpoint, required_parts=["embedder", "generator"])
+    for part in ("embedder", "generator"):
+        try:
+            getattr(model, part).load_state_dict(getattr(start, part).state_dict())
+        except RuntimeError as error:
+            raise ValueError(f"{init_checkpoint}: its {part} does not fit this model ({error})") from error

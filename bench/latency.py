@@ -2,6 +2,10 @@
 paste back, sink; throughput unpaced; and, paced at the source rate, the latency from frame
 arrival to sink and the frames dropped.
 
+The path runs as ``rt-dtgan live`` runs it: decoding and face tracking on one thread
+(TrackingStage), the engine and paste-back on the main thread, the sink writing on its own
+thread (ThreadedSink); the latency ends when the sink has written the frame.
+
     python bench/latency.py --size 128 --backend onnxruntime --frames 600 [--source VIDEO] \
         --json bench/results/latency-cpu-128.json [--plot bench/results/latency-cpu-128.png]
 
@@ -29,9 +33,9 @@ from rt_dtgan.checkpoint import save_checkpoint  # noqa: E402
 from rt_dtgan.commands.common import load_target_spec, synthetic_source_factory  # noqa: E402
 from rt_dtgan.config import ModelConfig  # noqa: E402
 from rt_dtgan.face import FaceTracker  # noqa: E402
-from rt_dtgan.media import LatestFrameCapture, open_sink, open_source  # noqa: E402
+from rt_dtgan.media import CaptureEnded, LatestFrameCapture, Sink, ThreadedSink, open_sink, open_source  # noqa: E402
 from rt_dtgan.models import DynamicsTransferGAN  # noqa: E402
-from rt_dtgan.pipeline import FaceTransfer, LocalDriver  # noqa: E402
+from rt_dtgan.pipeline import FaceTransfer, LocalDriver, TrackingStage  # noqa: E402
 from rt_dtgan.runtime.backends import open_backend  # noqa: E402
 from rt_dtgan.runtime.engine import StreamEngine  # noqa: E402
 from rt_dtgan.runtime.export import export_onnx  # noqa: E402
@@ -75,19 +79,27 @@ def make_engine(args: argparse.Namespace, workdir: Path) -> tuple[StreamEngine, 
     return StreamEngine(backend), backend.describe()
 
 
-class Looping:
-    """Frames of a source, opened again at its end (timestamps keep increasing), with each
-    read timed (decode)."""
+class LoopingCapture:
+    """The frames of a source, opened again at its end (timestamps keep increasing), each
+    read timed (decode), ``remaining`` at a time, then CaptureEnded (``allow`` gives more).
+    It decodes on the thread that calls ``get`` (the tracking thread)."""
 
-    def __init__(self, spec: str, pace: bool) -> None:
-        self.spec, self.pace = spec, pace
+    def __init__(self, spec: str) -> None:
+        self.spec, self.remaining = spec, 0
         self.source = self._open()
         self.offset_s, self.last_pts_s = 0.0, 0.0
+        self.decode_s: list[float] = []
+
+    def allow(self, frames: int) -> None:
+        """Deliver ``frames`` more frames, with fresh decode timings."""
+        self.remaining, self.decode_s = frames, []
 
     def _open(self):
-        return open_source(self.spec, pace=self.pace, synthetic_factory=synthetic_source_factory(None))
+        return open_source(self.spec, pace=False, synthetic_factory=synthetic_source_factory(None))
 
-    def read(self):
+    def get(self, timeout: float | None = None):
+        if self.remaining == 0:
+            raise CaptureEnded("done")
         began = time.perf_counter()
         try:
             frame = next(self.source)
@@ -98,40 +110,71 @@ class Looping:
             frame = next(self.source)
         frame = dataclasses.replace(frame, pts_s=frame.pts_s + self.offset_s)
         self.last_pts_s = frame.pts_s
-        return frame, time.perf_counter() - began
+        self.decode_s.append(time.perf_counter() - began)
+        self.remaining -= 1
+        return frame
 
 
-def unpaced_run(transfer: FaceTransfer, source: Looping, sink, frames: int) -> tuple[dict[str, list[float]], float, int]:
+class TimedSink(Sink):
+    """Passes frames to ``sink``, recording each write's time and, once written, the
+    latency since the frame's capture."""
+
+    def __init__(self, sink: Sink) -> None:
+        super().__init__(sink.description, sink.width, sink.height, sink.fps)
+        self.sink = sink
+        self.write_s: list[float] = []
+        self.latency_s: list[float] = []
+
+    def _write(self, frame) -> None:
+        began = time.perf_counter()
+        self.sink.write(frame)
+        self.write_s.append(time.perf_counter() - began)
+        self.latency_s.append((time.monotonic_ns() - frame.capture_ns) / 1e9)
+
+    def _release(self) -> None:
+        self.sink.close()
+
+
+def run_staged(transfer: FaceTransfer, capture, sink: Sink, frames: int):
+    """Tracking on its own thread, render here, the sink on its own thread -> (reports, seconds)."""
+    reports, began = [], time.perf_counter()
+    stage = TrackingStage(transfer, capture)
+    try:
+        while len(reports) < frames:
+            item = stage.get(timeout=5.0)
+            if item is None:
+                break
+            image, report = transfer.render(item)
+            sink.write(item.frame.with_image(image))
+            reports.append(report)
+    except CaptureEnded:
+        pass
+    finally:
+        stage.close()
+        sink.close()
+    return reports, time.perf_counter() - began
+
+
+def unpaced_run(transfer: FaceTransfer, capture: LoopingCapture, out: Path, size: tuple[int, int], frames: int):
     """-> (seconds per stage, frames per second over the whole run, frames with a face)."""
-    stages: dict[str, list[float]] = {name: [] for name in STAGES}
-    found, began = 0, time.perf_counter()
-    for _ in range(frames):
-        frame, decode_s = source.read()
-        image, report = transfer.process(frame)
-        sink_began = time.perf_counter()
-        sink.write(frame.with_image(image))
-        stages["sink"].append(time.perf_counter() - sink_began)
-        stages["decode"].append(decode_s)
-        for name in ("track", "align", "engine", "paste"):
-            stages[name].append(getattr(report, f"{name}_ms") / 1000)
-        found += report.found
-    return stages, frames / (time.perf_counter() - began), found
+    capture.allow(frames)
+    timed = TimedSink(open_sink(str(out), *size, capture.source.fps))
+    reports, seconds = run_staged(transfer, capture, ThreadedSink(timed), frames)
+    stages = {"decode": capture.decode_s}
+    for name in ("track", "align", "engine", "paste"):
+        stages[name] = [getattr(report, f"{name}_ms") / 1000 for report in reports]
+    stages["sink"] = timed.write_s
+    return stages, len(reports) / seconds, sum(report.found for report in reports)
 
 
-def paced_run(transfer: FaceTransfer, spec: str, sink, frames: int) -> tuple[list[float], int, float]:
-    """-> (seconds from capture to sink per frame, frames dropped, source fps)."""
-    latencies = []
+def paced_run(transfer: FaceTransfer, spec: str, out: Path, size: tuple[int, int], frames: int):
+    """-> (seconds from capture to written by the sink, per frame; frames dropped; source fps)."""
     with open_source(spec, pace=True, synthetic_factory=synthetic_source_factory(None)) as source:
         with LatestFrameCapture(source) as capture:
-            while len(latencies) < frames:
-                frame = capture.get(timeout=2.0)
-                if frame is None:
-                    break
-                image, _ = transfer.process(frame)
-                sink.write(frame.with_image(image))
-                latencies.append((time.monotonic_ns() - frame.capture_ns) / 1e9)
+            timed = TimedSink(open_sink(str(out), *size, source.fps))
+            run_staged(transfer, capture, ThreadedSink(timed), frames)
             dropped = capture.status.dropped
-        return latencies, dropped, source.fps
+        return timed.latency_s, dropped, source.fps
 
 
 def plot(path: str, stages: dict[str, list[float]], paced: list[float], title: str) -> None:
@@ -162,16 +205,16 @@ def main() -> None:
         config = engine.backend.config.preprocess
         target = load_target_spec(target_spec, config)
         height, width = target.image.shape[:2]
-        source = Looping(source_spec, pace=False)
-        with open_sink(str(Path(workdir) / "out.mp4"), width, height, source.source.fps) as sink:
-            transfer = FaceTransfer(LocalDriver(engine, target.crop), target, FaceTracker(config))
-            for _ in range(20):
-                transfer.process(source.read()[0])
-            stages, fps, found = unpaced_run(transfer, source, sink, args.frames)
-            transfer.close()
-            transfer = FaceTransfer(LocalDriver(engine, target.crop), target, FaceTracker(config))
-            paced, dropped, source_fps = paced_run(transfer, source_spec, sink, args.paced_frames)
-            transfer.close()
+        size = (width, height)
+        transfer = FaceTransfer(LocalDriver(engine, target.crop), target, FaceTracker(config))
+        looping = LoopingCapture(source_spec)
+        unpaced_run(transfer, looping, Path(workdir) / "warmup.mp4", size, 20)
+        stages, fps, found = unpaced_run(transfer, looping, Path(workdir) / "unpaced.mp4", size, args.frames)
+        looping.source.close()
+        transfer.close()
+        transfer = FaceTransfer(LocalDriver(engine, target.crop), target, FaceTracker(config))
+        paced, dropped, source_fps = paced_run(transfer, source_spec, Path(workdir) / "paced.mp4", size, args.paced_frames)
+        transfer.close()
     rows = [{"stage": name, **percentiles(times)} for name, times in stages.items()]
     print_table(rows, ["stage", "p50_ms", "p95_ms", "p99_ms", "mean_ms"])
     paced_figures = percentiles(paced)

@@ -9,7 +9,10 @@ the engine is not stepped, so its LSTM state never sees a frame without a face.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import queue
+import threading
 import time
 from dataclasses import dataclass
 from typing import Protocol
@@ -17,9 +20,12 @@ from typing import Protocol
 import numpy as np
 import zmq
 
-from rt_dtgan.face import FaceTracker, Target, paste_back
-from rt_dtgan.media import Frame
+from rt_dtgan.face import FaceTracker, Target, TrackResult, paste_back
+from rt_dtgan.media import Capture, Frame
 from rt_dtgan.runtime.engine import StreamEngine
+
+# How often a waiting pipeline thread looks whether it is asked to stop, in seconds.
+STAGE_POLL_S = 0.1
 
 
 class StreamDriver(Protocol):
@@ -65,8 +71,22 @@ class FrameReport:
     paste_ms: float
 
 
+@dataclass(frozen=True, eq=False)
+class TrackedFrame:
+    """A source frame after face tracking: ``tracked.crop`` is the aligned face when
+    ``tracked.found``; the times of locating and aligning it."""
+
+    frame: Frame
+    tracked: TrackResult
+    track_ms: float
+    align_ms: float
+
+
 class FaceTransfer:
-    """Source frames in, whole-portrait frames out (the target image's size)."""
+    """Source frames in, whole-portrait frames out (the target image's size).
+
+    ``process(frame)`` is ``render(track(frame))``; the two halves may run on two threads
+    (``TrackingStage``), the frames passing between them in order."""
 
     def __init__(self, driver: StreamDriver, target: Target, tracker: FaceTracker, mirror: bool = False) -> None:
         self.driver, self.target, self.tracker = driver, target, tracker
@@ -75,20 +95,32 @@ class FaceTransfer:
 
     def process(self, frame: Frame) -> tuple[np.ndarray, FrameReport]:
         """frame (source image, any size) -> (output (H, W, 3) uint8 of the target's size, report)."""
+        return self.render(self.track(frame))
+
+    def track(self, frame: Frame) -> TrackedFrame:
+        """Find the face in the (mirrored when ``mirror``) frame and align its crop."""
         began = time.perf_counter()
         image = np.ascontiguousarray(frame.image[:, ::-1]) if self.mirror else frame.image
         located = self.tracker.locate(image, frame.pts_s)
         located_at = time.perf_counter()
         if not located.found:
-            return self.last_output, FrameReport(False, located.reason, _ms(began, located_at), 0.0, 0.0, 0.0)
+            return TrackedFrame(frame, located, _ms(began, located_at), 0.0)
         tracked = self.tracker.align(image, located)
-        aligned_at = time.perf_counter()
+        return TrackedFrame(frame, tracked, _ms(began, located_at), _ms(located_at, time.perf_counter()))
+
+    def render(self, item: TrackedFrame) -> tuple[np.ndarray, FrameReport]:
+        """Step the engine on the tracked crop and paste the result into the portrait; without
+        a face, hold the last output and leave the engine untouched."""
+        tracked = item.tracked
+        if not tracked.found:
+            return self.last_output, FrameReport(False, tracked.reason, item.track_ms, 0.0, 0.0, 0.0)
+        began = time.perf_counter()
         generated = self.driver.step(tracked.crop)
         stepped_at = time.perf_counter()
         if generated is not None:
             self.last_output = paste_back(self.target, generated)
-        timings = (_ms(began, located_at), _ms(located_at, aligned_at), _ms(aligned_at, stepped_at))
-        return self.last_output, FrameReport(True, None, *timings, _ms(stepped_at, time.perf_counter()))
+        timings = (item.track_ms, item.align_ms, _ms(began, stepped_at), _ms(stepped_at, time.perf_counter()))
+        return self.last_output, FrameReport(True, None, *timings)
 
     def recalibrate(self, reference_crop: np.ndarray | None = None) -> None:
         self.driver.recalibrate(reference_crop)
@@ -96,6 +128,62 @@ class FaceTransfer:
     def close(self) -> None:
         self.driver.close()
         self.tracker.close()
+
+
+class TrackingStage:
+    """Runs ``transfer.track`` on its own thread over the frames of ``capture`` and hands
+    them on, in order, through a queue of ``depth`` frames; the caller renders them. When
+    the queue is full the stage waits, so a lossless capture loses nothing, and a live
+    capture drops at its newest-frame slot (where it is counted). Close it before the
+    transfer (the tracker belongs to this thread while it runs)."""
+
+    def __init__(self, transfer: FaceTransfer, capture: Capture, depth: int = 1) -> None:
+        self.transfer, self.capture = transfer, capture
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="face tracking", daemon=True)
+        self._thread.start()
+
+    def get(self, timeout: float | None = None) -> TrackedFrame | None:
+        """The next tracked frame; None after ``timeout`` seconds without one. Raises what
+        stopped the stage: CaptureEnded at the end of the source, or the tracker's error."""
+        try:
+            item = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if isinstance(item, BaseException):
+            self._queue.put(item)  # every later call raises it too
+            raise item
+        return item
+
+    def close(self) -> None:
+        """Stop the thread and wait for it; safe to call more than once."""
+        self._stopping.set()
+        while self._thread.is_alive():
+            self._drain()
+            self._thread.join(timeout=0.05)
+
+    def _run(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                frame = self.capture.get(timeout=STAGE_POLL_S)
+                if frame is not None:
+                    self._put(self.transfer.track(frame))
+        except Exception as error:  # handed to the rendering thread by get()
+            self._put(error)
+
+    def _put(self, item: TrackedFrame | Exception) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._queue.put(item, timeout=STAGE_POLL_S)
+                return
+            except queue.Full:
+                continue
+
+    def _drain(self) -> None:
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._queue.get_nowait()
 
 
 def _ms(start: float, end: float) -> float:

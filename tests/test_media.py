@@ -43,6 +43,7 @@ from rt_dtgan.media import (
     SinkError,
     Source,
     SourceError,
+    ThreadedSink,
     WindowAction,
     Y4MSink,
     latency_ms,
@@ -845,6 +846,35 @@ def test_open_sinks_writes_everywhere_and_closes_what_it_opened_on_error(
     with pytest.raises(SinkError, match="unknown output 'bad'"):
         open_sinks(["one", "two", "bad"], WIDTH, HEIGHT, FPS)
     assert len(opened) == 2 and all(sink.released for sink in opened)
+
+
+class SlowSink(RecordingSink):
+    """Takes its time over each frame, so that writes pile up in the ThreadedSink's queue."""
+
+    def _write(self, frame: Frame) -> None:
+        time.sleep(0.005)
+        super()._write(frame)
+
+
+def test_threaded_sink_writes_every_frame_in_order_and_closes_the_sink() -> None:
+    inner = SlowSink()
+    with ThreadedSink(inner, depth=2) as sink:
+        for index in range(20):
+            sink.write(frame_of(index))
+    assert inner.written == list(range(20)) and inner.released
+
+
+def test_threaded_sink_raises_the_sinks_error_on_later_writes_and_on_close() -> None:
+    inner = RecordingSink(fail_on_write=True)
+    sink = ThreadedSink(inner)
+    sink.write(frame_of(0))
+    with pytest.raises(SinkError, match="write failed"):
+        for index in range(1, 50):  # the failure reaches the writer within a few frames
+            sink.write(frame_of(index))
+            time.sleep(0.01)
+    with pytest.raises(SinkError, match="write failed"):
+        sink.close()
+    assert inner.released
 
 
 def test_sink_specs_and_sizes_are_checked(tmp_path: Path) -> None:

@@ -13,9 +13,10 @@ import pytest
 from conftest import make_lively_model
 from rt_dtgan.checkpoint import save_checkpoint
 from rt_dtgan.cli import main
+from rt_dtgan.commands.common import synthetic_source_factory
 from rt_dtgan.face import FaceTracker, load_target
-from rt_dtgan.media import open_source
-from rt_dtgan.pipeline import FaceTransfer, LocalDriver
+from rt_dtgan.media import BlockingCapture, CaptureEnded, open_source
+from rt_dtgan.pipeline import FaceTransfer, LocalDriver, TrackingStage
 from rt_dtgan.runtime.backends import TorchBackend
 from rt_dtgan.runtime.engine import StreamEngine
 
@@ -63,6 +64,48 @@ def test_live_without_pacing_equals_transfer_locally_and_through_a_worker(checkp
     for name in ("live.y4m", "remote.y4m"):
         other = decoded(tmp_path / name)
         assert len(other) == 16 and all(np.array_equal(a, b) for a, b in zip(offline, other)), name
+
+
+def _local_transfer(model) -> FaceTransfer:
+    from rt_dtgan.commands.common import load_target_spec
+
+    target = load_target_spec(TARGET, model.config.preprocess)
+    return FaceTransfer(LocalDriver(StreamEngine(TorchBackend(model)), target.crop), target, FaceTracker(model.config.preprocess))
+
+
+def test_tracking_on_its_own_thread_gives_the_frames_of_one_thread_in_order():
+    model = make_lively_model(64)
+    serial = _local_transfer(model)
+    with open_source(SOURCE, pace=False, synthetic_factory=synthetic_source_factory(12)) as source:
+        expected = [serial.process(frame)[0] for frame in source]
+    serial.close()
+    staged = _local_transfer(model)
+    outputs = []
+    with open_source(SOURCE, pace=False, synthetic_factory=synthetic_source_factory(12)) as source:
+        with BlockingCapture(source) as capture:
+            stage = TrackingStage(staged, capture)
+            with pytest.raises(CaptureEnded):
+                while True:
+                    item = stage.get(timeout=10)
+                    outputs.append((item.frame.index, staged.render(item)[0]))
+            stage.close()
+    staged.close()
+    assert [index for index, _ in outputs] == list(range(12))
+    assert all(np.array_equal(a, b) for a, (_, b) in zip(expected, outputs))
+
+
+def test_a_tracking_error_reaches_the_rendering_thread():
+    class Broken:
+        def track(self, frame):
+            raise ValueError("tracker broke")
+
+    with open_source(SOURCE, pace=False, synthetic_factory=synthetic_source_factory(3)) as source:
+        with BlockingCapture(source) as capture:
+            stage = TrackingStage(Broken(), capture)
+            for _ in range(2):  # and keeps raising it
+                with pytest.raises(ValueError, match="tracker broke"):
+                    stage.get(timeout=10)
+            stage.close()
 
 
 def test_a_lost_face_holds_the_output_and_leaves_the_engine_alone(tmp_path):

@@ -23,6 +23,7 @@ def add_parsers(commands) -> None:
     transfer.add_argument("--out", required=True, help="output video (.mp4, .mkv, .mov, .y4m) or - for Y4M on stdout")
     transfer.add_argument("--reference", help="neutral image of the source face (default: its first tracked frame)")
     transfer.add_argument("--frames", type=int, help="stop after this many source frames")
+    add_face_arguments(transfer)
     add_model_arguments(transfer)
     transfer.set_defaults(handler=run_transfer)
 
@@ -54,25 +55,36 @@ def add_parsers(commands) -> None:
     live.add_argument("--compress", action="store_true", help="--remote: JPEG frames for slow links")
     live.add_argument("--client-key", help="--remote beyond loopback: this client's secret key file (rt-dtgan keys)")
     live.add_argument("--server-key", help="--remote beyond loopback: the worker's public key file")
+    add_face_arguments(live)
     add_model_arguments(live)
     live.set_defaults(handler=run_live)
 
 
+def add_face_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--faces", type=int, default=1,
+        help="faces to track, the largest drives (default 1: the first face found; 2 costs about 2 ms a frame)",
+    )
+
+
 def _open_transfer(args: argparse.Namespace, source_spec: str, pace: bool, size=None, fps=None):
     """-> (source, FaceTransfer) for the parsed arguments, on a local or a remote engine."""
-    from rt_dtgan.face import FaceTracker
+    from rt_dtgan.face import FaceTracker, TrackerConfig
     from rt_dtgan.media import open_source, parse_size
     from rt_dtgan.pipeline import FaceTransfer
 
     if args.frames is not None and args.frames < 1:
         raise UsageError("--frames must be at least 1")
+    if args.faces < 1:
+        raise UsageError("--faces must be at least 1")
     config, make_driver = _remote_engine(args, blocking=not pace) if getattr(args, "remote", None) else _local_engine(args)
     target = load_target_spec(args.target, config)
     reference = _reference_crop(args.reference, config) if args.reference else None
     capture_size = parse_size(size) if size else None
     source = open_source(source_spec, capture_size, fps, pace, synthetic_factory=synthetic_source_factory(args.frames))
     driver = make_driver(target.crop, reference)
-    return source, FaceTransfer(driver, target, FaceTracker(config), mirror=getattr(args, "mirror", False))
+    tracker = FaceTracker(config, TrackerConfig(max_faces=args.faces))
+    return source, FaceTransfer(driver, target, tracker, mirror=getattr(args, "mirror", False))
 
 
 def _local_engine(args: argparse.Namespace):
@@ -108,27 +120,35 @@ def _reference_crop(path: str, config):
 def run_transfer(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from rt_dtgan.media import open_sink
+    from rt_dtgan.media import BlockingCapture, CaptureEnded, open_sinks
+    from rt_dtgan.pipeline import TrackingStage
 
     source, transfer = _open_transfer(args, args.source, pace=False)
     height, width = transfer.target.image.shape[:2]
     found = total = 0
-    with source, open_sink(args.out, width, height, source.fps) as sink:
-        frames = tqdm(source, total=args.frames, desc="transfer", unit="frame", file=sys.stderr)
-        for frame in frames:
-            image, report = transfer.process(frame)
-            sink.write(frame.with_image(image))
-            found, total = found + report.found, total + 1
-            if args.frames is not None and total >= args.frames:
-                break
-    transfer.close()
+    with source, BlockingCapture(source) as capture, open_sinks([args.out], width, height, source.fps) as sink:
+        stage = TrackingStage(transfer, capture)
+        bar = tqdm(total=args.frames, desc="transfer", unit="frame", file=sys.stderr)
+        try:
+            while args.frames is None or total < args.frames:
+                item = stage.get()
+                image, report = transfer.render(item)
+                sink.write(item.frame.with_image(image))
+                found, total = found + report.found, total + 1
+                bar.update()
+        except CaptureEnded:
+            _raise_if_failed(capture)
+        finally:
+            bar.close()
+            stage.close()
+            transfer.close()
     print(f"{total} frames to {args.out} at {source.fps:g} fps; face found in {found} ({100 * found / max(total, 1):.1f}%)", file=sys.stderr)
     return 0
 
 
 def run_live(args: argparse.Namespace) -> int:
-    from rt_dtgan.media import LatencyMeter, RateMeter, open_capture, open_sinks
-    from rt_dtgan.pipeline import ControlChannel
+    from rt_dtgan.media import CaptureEnded, LatencyMeter, RateMeter, open_capture, open_sinks
+    from rt_dtgan.pipeline import ControlChannel, TrackingStage
 
     source_spec = args.camera if args.camera is not None else args.source
     source, transfer = _open_transfer(args, source_spec, pace=not args.no_pace, size=args.size, fps=args.fps)
@@ -137,17 +157,18 @@ def run_live(args: argparse.Namespace) -> int:
     latency, rate = LatencyMeter(), RateMeter()
     outputs = args.output or ["window"]
     with source, open_capture(source) as capture, open_sinks(outputs, width, height, source.fps) as sinks:
+        stage = TrackingStage(transfer, capture)
         window = next((s for s in sinks.sinks if hasattr(s, "poll_keys")), None)
         shown, last_status = 0, 0.0
         try:
             while args.frames is None or shown < args.frames:
-                frame = capture.get(timeout=1.0)
-                if frame is None:
+                item = stage.get(timeout=1.0)
+                if item is None:
                     _status(f"waiting for the source: {capture.status.describe()}")
                     continue
-                image, report = transfer.process(frame)
-                sinks.write(frame.with_image(image))
-                latency.add(frame)
+                image, report = transfer.render(item)
+                sinks.write(item.frame.with_image(image))
+                latency.add(item.frame)
                 rate.tick()
                 shown += 1
                 requests = (window.poll_keys() if window else []) + (control.poll() if control else [])
@@ -156,14 +177,23 @@ def run_live(args: argparse.Namespace) -> int:
                 if time.monotonic() - last_status > STATUS_INTERVAL_S:
                     last_status = time.monotonic()
                     _status(_status_line(rate.rate, latency.summary(), report, capture.status, transfer.driver))
+        except CaptureEnded:
+            _raise_if_failed(capture)
         except KeyboardInterrupt:
             pass
         finally:
+            stage.close()
             transfer.close()
             if control is not None:
                 control.close()
             print(file=sys.stderr)
     return 0
+
+
+def _raise_if_failed(capture) -> None:
+    """At the end of the source: re-raise when it ended by failing, not by running out."""
+    if capture.status.error is not None:
+        raise
 
 
 def _apply(requests, transfer) -> bool:

@@ -11,9 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from rt_dtgan.config import PreprocessConfig
 from rt_dtgan.face.errors import FaceError
@@ -86,7 +85,7 @@ def align(image: np.ndarray, eyes: np.ndarray, config: PreprocessConfig) -> tupl
     """image (H, W, 3) uint8 RGB, eye centres (2, 2) in image pixels (image-left eye first)
     -> (crop (S, S, 3) uint8 with S = config.size, transform image -> crop coordinates).
 
-    Bilinear (torch grid_sample); where the crop shrinks the image by more than 2x, the part
+    Bilinear (OpenCV); where the crop shrinks the image by more than 2x, the part
     of the image under the crop is first box-averaged by an integer factor so it does not alias.
     Crop pixels outside the image repeat the nearest edge pixel.
     """
@@ -100,15 +99,14 @@ def warp_to_crop(image: np.ndarray, transform: SimilarityTransform, size: int) -
     """Sample ``image`` (H, W, 3) uint8 into a (size, size, 3) uint8 crop; ``transform`` maps
     image coordinates to crop coordinates."""
     source, crop_to_source = _source_region(image, transform, size)
-    grid = normalised_grid(crop_to_source.apply(pixel_centres(size, size)), source.shape[1], source.shape[0])
-    sampled = sample_bilinear(torch.from_numpy(source).permute(2, 0, 1).unsqueeze(0), grid)[0].numpy()
-    return to_uint8(sampled).transpose(1, 2, 0).copy()
+    sampled = warp_bilinear(source, crop_to_source, size, size)
+    return sampled if sampled.dtype == np.uint8 else to_uint8(sampled)
 
 
 def _source_region(image: np.ndarray, transform: SimilarityTransform, size: int) -> tuple[np.ndarray, SimilarityTransform]:
-    """The part of ``image`` under the crop as float32 (h, w, 3), box-averaged by an integer
-    factor when the crop shrinks the image by more than 2x, and the transform from crop
-    coordinates into that region's coordinates."""
+    """The part of ``image`` under the crop (h, w, 3): uint8 as it is, or float32 box-averaged
+    by an integer factor when the crop shrinks the image by more than 2x; and the transform
+    from crop coordinates into that region's coordinates."""
     crop_to_image = transform.inverse()
     corners = crop_to_image.apply(np.array([[0, 0], [size, 0], [0, size], [size, size]], dtype=np.float64))
     height, width = image.shape[:2]
@@ -119,7 +117,7 @@ def _source_region(image: np.ndarray, transform: SimilarityTransform, size: int)
     region = image[top:bottom, left:right]
     factor = int(1.0 / transform.scale) if transform.scale < ANTIALIAS_BELOW_SCALE else 1
     factor = max(1, min(factor, region.shape[0], region.shape[1]))
-    source = box_downscale(region, factor) if factor > 1 else region.astype(np.float32)
+    source = box_downscale(region, factor) if factor > 1 else region
     image_to_source = SimilarityTransform(np.eye(2) / factor, -np.array([left, top], dtype=np.float64) / factor)
     return source, crop_to_image.then(image_to_source)
 
@@ -130,24 +128,21 @@ def pixel_centres(height: int, width: int) -> np.ndarray:
     return np.stack([xs, ys], axis=-1)
 
 
-def normalised_grid(points: np.ndarray, width: int, height: int) -> torch.Tensor:
-    """Continuous (x, y) points (h, w, 2) in a width x height image -> (1, h, w, 2) float32
-    grid for ``grid_sample`` with align_corners=False (-1 and 1 are the image's outer edges)."""
-    scale = np.array([2.0 / width, 2.0 / height])
-    return torch.from_numpy((points * scale - 1.0).astype(np.float32)).unsqueeze(0)
-
-
-def sample_bilinear(pixels: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-    """pixels (1, C, H, W) -> (1, C, h, w) float32 bilinear samples at ``grid`` (1, h, w, 2),
-    repeating the edge pixels outside the image."""
-    return F.grid_sample(pixels.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+def warp_bilinear(source: np.ndarray, output_to_source: SimilarityTransform, width: int, height: int) -> np.ndarray:
+    """Sample ``source`` (h, w, 3) uint8 or float32 bilinearly at the pixel centres of a
+    width x height output (same dtype); ``output_to_source`` maps output coordinates to
+    source coordinates. Outside the source, its edge pixels repeat."""
+    # OpenCV maps pixel indices (centres at integers): index -> centre (+0.5), then back (-0.5).
+    matrix = output_to_source.matrix
+    offset = matrix @ np.array([0.5, 0.5]) + output_to_source.offset - 0.5
+    index_map = np.hstack([matrix, offset[:, None]])
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    return cv2.warpAffine(np.ascontiguousarray(source), index_map, (width, height), flags=flags, borderMode=cv2.BORDER_REPLICATE)
 
 
 def to_uint8(values: np.ndarray) -> np.ndarray:
     """float32 values (any shape) -> uint8, rounded and clipped to [0, 255], in place.
 
-    Element-wise work stays in numpy on purpose: small torch element-wise ops go multi-threaded
-    and stall for tens of milliseconds when the cores are busy (measured on a shared 2-core box).
     """
     np.add(values, 0.5, out=values)
     np.clip(values, 0.0, 255.0, out=values)

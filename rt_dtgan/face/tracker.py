@@ -20,13 +20,16 @@ FACE_TOO_SMALL = "face too small"
 
 @dataclass(frozen=True)
 class TrackerConfig:
-    """``max_faces`` faces are tracked and the largest is used; ``detection_max_side`` caps
+    """``max_faces`` faces are tracked and the largest is used (1, the default, tracks the
+    first face found: with more, MediaPipe re-runs its detector on every frame that shows
+    fewer faces); ``refine_landmarks`` adds the iris points, which alignment does not use;
+    ``detection_max_side`` caps
     the frame side given to MediaPipe (larger frames are downscaled for detection only);
     faces with eyes closer than ``min_eye_distance`` pixels are reported as too small;
     after ``reset_after_gap`` seconds without a face the smoother starts afresh."""
 
-    max_faces: int = 2
-    refine_landmarks: bool = True
+    max_faces: int = 1
+    refine_landmarks: bool = False
     min_detection_confidence: float = 0.5
     min_tracking_confidence: float = 0.5
     detection_max_side: int = 1280

@@ -22,6 +22,7 @@ from rt_dtgan.media.frames import Frame, latency_ms, latency_ns
 from rt_dtgan.media.pacing import LatencyMeter, LatencySummary, Pacer, PacerStats, RateMeter
 from rt_dtgan.media.sink import Sink
 from rt_dtgan.media.sinks import MultiSink, open_sink, open_sinks
+from rt_dtgan.media.threaded import ThreadedSink
 from rt_dtgan.media.sources import (
     AVSource,
     GeneratedSource,
@@ -64,6 +65,7 @@ __all__ = [
     "SourceError",
     "SourceOptions",
     "SyntheticFactory",
+    "ThreadedSink",
     "VirtualCameraSink",
     "WindowAction",
     "Y4MSink",

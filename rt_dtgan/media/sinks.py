@@ -21,6 +21,7 @@ from rt_dtgan.media.encoded import FILE_EXTENSIONS, open_udp_stream, open_video_
 from rt_dtgan.media.errors import SinkError
 from rt_dtgan.media.frames import Frame
 from rt_dtgan.media.sink import Sink
+from rt_dtgan.media.threaded import ThreadedSink
 from rt_dtgan.media.virtualcam import VirtualCameraSink
 from rt_dtgan.media.window import PreviewWindow
 from rt_dtgan.media.y4m import Y4MSink
@@ -107,13 +108,17 @@ def _each_then_raise(sinks: list[Sink], action: Callable[[Sink], None]) -> None:
         raise first_error
 
 
-def open_sinks(specs: Iterable[str], width: int, height: int, fps: float | Fraction) -> MultiSink:
+def open_sinks(
+    specs: Iterable[str], width: int, height: int, fps: float | Fraction, threaded: bool = True
+) -> MultiSink:
     """Open every output in ``specs`` as one MultiSink; if one fails to open, the ones already
-    opened are closed before the error is raised."""
+    opened are closed before the error is raised. ``threaded``: every output but the window
+    (whose GUI stays on the calling thread) writes on its own thread (ThreadedSink)."""
     opened: list[Sink] = []
     try:
         for spec in specs:
-            opened.append(open_sink(spec, width, height, fps))
+            sink = open_sink(spec, width, height, fps)
+            opened.append(ThreadedSink(sink) if threaded and not isinstance(sink, PreviewWindow) else sink)
         return MultiSink(opened)
     except BaseException:
         with contextlib.suppress(Exception):  # the error that stopped the opening is the one to report

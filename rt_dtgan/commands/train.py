@@ -21,12 +21,15 @@ def add_parsers(commands) -> None:
     for phase, help_text in (("encoder", "pretrain A as an expression recogniser"), ("gan", "train F, G, Ds and Dd")):
         parser = phases.add_parser(phase, help=help_text)
         parser.add_argument("--run-dir", required=True, help="where the run's state, logs and checkpoint go")
-        parser.add_argument("--size", type=int, default=128, choices=(64, 128, 256))
+        parser.add_argument("--size", type=int, default=128, choices=(64, 128, 256), help="synthetic crop size (--data has its own)")
         parser.add_argument("--steps", type=int, default=2000)
         parser.add_argument("--batch-size", type=int, default=8, help="sequences per step and process")
         parser.add_argument("--min-length", type=int, default=8, help="shortest sequence (frames)")
         parser.add_argument("--max-length", type=int, default=16, help="longest sequence (frames)")
         parser.add_argument("--identities", type=int, default=5000, help="synthetic training identities")
+        parser.add_argument(
+            "--data", help="a dataset made by `rt-dtgan data prepare` instead of synthetic faces (encoder: its labelled sequences)"
+        )
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--workers", type=int, default=1, help="data-rendering processes")
         parser.add_argument("--checkpoint-every", type=int, default=100)
@@ -76,13 +79,20 @@ def add_parsers(commands) -> None:
 def run_train(args: argparse.Namespace) -> int:
     from rt_dtgan.train.config import EncoderTrainingConfig, GanTrainingConfig, RunConfig
     from rt_dtgan.train.data import SyntheticDataConfig
+    from rt_dtgan.train.prepared import PreparedDataConfig
     from rt_dtgan.train.run import train_encoder, train_gan
 
     try:
-        data = SyntheticDataConfig(
-            size=args.size, batch_size=args.batch_size, min_length=args.min_length, max_length=args.max_length,
-            identities=args.identities, seed=args.seed, head_pose=args.head_pose, sensor_noise=args.sensor_noise,
-        )
+        if args.data:
+            data = PreparedDataConfig(
+                root=args.data, batch_size=args.batch_size, min_length=args.min_length, max_length=args.max_length,
+                seed=args.seed, labelled_only=args.phase == "encoder",
+            )
+        else:
+            data = SyntheticDataConfig(
+                size=args.size, batch_size=args.batch_size, min_length=args.min_length, max_length=args.max_length,
+                identities=args.identities, seed=args.seed, head_pose=args.head_pose, sensor_noise=args.sensor_noise,
+            )
         run = RunConfig(
             steps=args.steps, checkpoint_every=args.checkpoint_every, image_every=args.image_every, seed=args.seed,
             loader_workers=args.workers, data=data,

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from rt_dtgan.train.data import SyntheticDataConfig
+from rt_dtgan.train.prepared import PreparedDataConfig
 
 
 @dataclass(frozen=True)
@@ -18,7 +19,7 @@ class RunConfig:
     checkpoint_every: int = 100
     seed: int = 0
     loader_workers: int = 1
-    data: SyntheticDataConfig = field(default_factory=SyntheticDataConfig)
+    data: SyntheticDataConfig | PreparedDataConfig = field(default_factory=SyntheticDataConfig)
 
     def __post_init__(self) -> None:
         if min(self.steps, self.log_every, self.image_every, self.checkpoint_every) < 1:

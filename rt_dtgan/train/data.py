@@ -71,6 +71,9 @@ class SyntheticDataConfig:
     def __post_init__(self) -> None:
         if self.head_pose not in HEAD_POSES or self.sensor_noise not in SENSOR_NOISES:
             raise ValueError(f"head_pose must be one of {HEAD_POSES} and sensor_noise one of {SENSOR_NOISES}")
+
+    def batch(self, step: int, rank: int = 0) -> SequenceBatch:
+        return synthetic_batch(self, step, rank)
         if self.size not in SUPPORTED_SIZES:
             raise ValueError(f"size must be one of {SUPPORTED_SIZES}, got {self.size}")
         if not 2 <= self.min_length <= self.max_length <= 60:
@@ -154,16 +157,17 @@ def augment_appearance(video: Tensor, generator: torch.Generator) -> Tensor:
     return image * 2 - 1
 
 
-class SyntheticBatches(IterableDataset):
-    """Endless batches from ``start_step`` on, for a DataLoader with ``batch_size=None``
-    (one worker renders ahead while the model trains)."""
+class StepBatches(IterableDataset):
+    """Endless batches ``config.batch(step, rank)`` from ``start_step`` on, for a DataLoader
+    with ``batch_size=None`` (one worker renders or decodes ahead while the model trains);
+    ``config`` is a SyntheticDataConfig or a PreparedDataConfig."""
 
-    def __init__(self, config: SyntheticDataConfig, start_step: int = 0, rank: int = 0) -> None:
+    def __init__(self, config, start_step: int = 0, rank: int = 0) -> None:
         super().__init__()
         self.config, self.start_step, self.rank = config, start_step, rank
 
     def __iter__(self) -> Iterator[SequenceBatch]:
         step = self.start_step
         while True:
-            yield synthetic_batch(self.config, step, self.rank)
+            yield self.config.batch(step, self.rank)
             step += 1

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from rt_dtgan.train.config import RunConfig
-from rt_dtgan.train.data import SyntheticBatches
+from rt_dtgan.train.data import StepBatches
 from rt_dtgan.train.state import (
     has_training_state,
     load_training_state,
@@ -135,7 +135,7 @@ def run_training(
 
 
 def _loader(run: RunConfig, start: int, rank: int) -> DataLoader:
-    dataset = SyntheticBatches(run.data, start_step=start, rank=rank)
+    dataset = StepBatches(run.data, start_step=start, rank=rank)
     workers = run.loader_workers
     # The batches seed themselves by step; a generator of its own keeps the loader from
     # drawing on the global random state that dropout uses (resume would then drift).

@@ -66,7 +66,7 @@ class EncoderObjective:
         self.network.train()
         logits, controls = self.network(batch.video)
         label_loss = frame_label_loss(logits, batch.frame_labels)
-        control_loss = (controls - batch.expressions).pow(2).mean()
+        control_loss = control_error(controls, batch.expressions)
         loss = label_loss + self.config.control_weight * control_loss
         optimizer = self.optimizers["encoder"]
         optimizer.zero_grad(set_to_none=True)
@@ -86,6 +86,15 @@ class EncoderObjective:
 
     def export(self, path: Path) -> Path:
         return save_checkpoint(path, self.model, parts=["encoder"])
+
+
+def control_error(predicted: Tensor, truth: Tensor) -> Tensor:
+    """Mean squared error over the controls that are known (real data has none: NaN); 0
+    without any. Only known entries enter the graph, so NaN never reaches a gradient."""
+    known = truth.isfinite()
+    if not known.any():
+        return predicted.new_zeros(())
+    return (predicted[known] - truth[known]).pow(2).mean()
 
 
 class DynamicsToFrames(nn.Module):

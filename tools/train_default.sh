@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The recipe of the default 128 px model:
 #   1. pretrain the encoder A on synthetic onsets (head drift, per-frame sensor noise);
-#   2. train a separate judge encoder (another seed, fewer steps) that scores expression accuracy;
+#   2. train a separate judge encoder (another seed) that scores expression accuracy;
 #   3. GAN stage 1 on A, with the head drift and per-frame noise of step 1;
-#   4. GAN stage 2 from stage 1's F and G, on eye-aligned sequences with one noise pattern per
+#   4. GAN stage 2 from stage 1's G (F starts afresh), on eye-aligned sequences with one noise pattern per
 #      sequence (the defaults of `train gan`), and its ablation (G driven by H) from the same start;
 #   5. evaluate on held-out identities and ship fp16 weights with a model card.
 # Every step resumes where it stopped: run the script again to continue.
@@ -12,9 +12,9 @@ set -euo pipefail
 RUNS=${RUNS:-runs/default}
 LAUNCH=${LAUNCH:-rt-dtgan}
 ENCODER_STEPS=${ENCODER_STEPS:-1500}
-JUDGE_STEPS=${JUDGE_STEPS:-600}
+JUDGE_STEPS=${JUDGE_STEPS:-1500}
 STAGE1_STEPS=${STAGE1_STEPS:-860}
-STAGE2_STEPS=${STAGE2_STEPS:-1200}
+STAGE2_STEPS=${STAGE2_STEPS:-800}
 ENCODER="$RUNS/encoder/encoder.safetensors"
 STAGE1="$RUNS/gan-drift/model.safetensors"
 
@@ -27,7 +27,7 @@ $LAUNCH train gan --run-dir "$RUNS/gan-drift" --encoder "$ENCODER" --size 128 --
 for run in gan ablation; do
     extra=()
     [[ $run == ablation ]] && extra=(--no-suppression)
-    $LAUNCH train gan --run-dir "$RUNS/$run" --encoder "$ENCODER" --init "$STAGE1" --size 128 --min-length 6 \
+    $LAUNCH train gan --run-dir "$RUNS/$run" --encoder "$ENCODER" --init "$STAGE1" --init-parts generator --size 128 --min-length 6 \
         --max-length 10 --batch-size 4 --steps "$STAGE2_STEPS" --checkpoint-every 50 "${extra[@]}"
 done
 rt-dtgan eval --checkpoint "$RUNS/gan/model.safetensors" --synthetic --identities 60 \

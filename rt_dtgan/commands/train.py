@@ -57,6 +57,9 @@ def add_parsers(commands) -> None:
             parser.add_argument("--lambda-dynamics", type=float, default=10.0)
             parser.add_argument("--no-suppression", action="store_true", help="drive G with H (the paper's ablation)")
             parser.add_argument("--init", help="start F and G from this model checkpoint (fine-tuning)")
+            parser.add_argument(
+                "--init-parts", default="embedder,generator", help="which parts --init gives: embedder, generator or both"
+            )
         parser.set_defaults(handler=run_train)
 
     evaluate = commands.add_parser(
@@ -111,7 +114,11 @@ def run_train(args: argparse.Namespace) -> int:
     if args.phase == "encoder":
         checkpoint = train_encoder(config, args.run_dir, progress, tensorboard)
     else:
-        checkpoint = train_gan(config, args.run_dir, args.encoder, progress, tensorboard, args.init)
+        parts = tuple(part.strip() for part in args.init_parts.split(",") if part.strip())
+        try:
+            checkpoint = train_gan(config, args.run_dir, args.encoder, progress, tensorboard, args.init, parts)
+        except ValueError as error:
+            raise UsageError(str(error)) from error
     print(f"checkpoint: {checkpoint}")
     return 0
 

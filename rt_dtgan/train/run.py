@@ -18,6 +18,7 @@ from rt_dtgan.train.objectives import EncoderObjective, GanObjective
 
 ENCODER_CHECKPOINT = "encoder.safetensors"
 MODEL_CHECKPOINT = "model.safetensors"
+INIT_PARTS = ("embedder", "generator")
 
 
 def train_encoder(
@@ -40,10 +41,11 @@ def train_gan(
     progress: bool = True,
     tensorboard: bool = False,
     init_checkpoint: str | os.PathLike | None = None,
+    init_parts: tuple[str, ...] = INIT_PARTS,
 ) -> Path:
     """Train F, G, Ds and Dd with the frozen A of ``encoder_checkpoint``; writes
     run_dir/model.safetensors (parts A, F, G). ``init_checkpoint`` (a model checkpoint of
-    the same networks) gives F and G their starting weights."""
+    the same networks) gives ``init_parts`` (of F and G) their starting weights."""
     distributed = setup_distributed()
     pretrained = load_checkpoint(encoder_checkpoint, required_parts=["encoder"])
     if pretrained.config.image_size != config.run.size:
@@ -56,17 +58,20 @@ def train_gan(
     model.encoder.load_state_dict(pretrained.encoder.state_dict())
     config_dict = {"gan_training": config_to_dict(config), "encoder_sha256": file_sha256(encoder_checkpoint)}
     if init_checkpoint is not None:
-        _start_from(model, init_checkpoint)
-        config_dict["init_sha256"] = file_sha256(init_checkpoint)
+        _start_from(model, init_checkpoint, init_parts)
+        config_dict |= {"init_sha256": file_sha256(init_checkpoint), "init_parts": list(init_parts)}
     model.to(distributed.device)
     objective = GanObjective(model, config, distributed.world_size)
     return run_training(objective, config.run, run_dir, config_dict, distributed, MODEL_CHECKPOINT, progress, tensorboard)
 
 
-def _start_from(model: DynamicsTransferGAN, init_checkpoint: str | os.PathLike) -> None:
-    """Copy F and G from ``init_checkpoint``; its networks must have the same shapes."""
-    start = load_checkpoint(init_checkpoint, required_parts=["embedder", "generator"])
-    for part in ("embedder", "generator"):
+def _start_from(model: DynamicsTransferGAN, init_checkpoint: str | os.PathLike, parts: tuple[str, ...]) -> None:
+    """Copy ``parts`` from ``init_checkpoint``; its networks must have the same shapes."""
+    unknown = set(parts) - set(INIT_PARTS)
+    if unknown or not parts:
+        raise ValueError(f"init parts must be some of {INIT_PARTS}, got {list(parts)}")
+    start = load_checkpoint(init_checkpoint, required_parts=list(parts))
+    for part in parts:
         try:
             getattr(model, part).load_state_dict(getattr(start, part).state_dict())
         except RuntimeError as error:

@@ -15,10 +15,10 @@ from rt_dtgan.models import DynamicsTransferGAN
 def make_lively_model(size: int = 64, seed: int = 0, stream_window: int | None = None) -> DynamicsTransferGAN:
     """A freshly initialised model in eval mode whose encoder reacts strongly to its input.
 
-    At default initialisation, random frames give z_d of about 1e-3 and outputs that hardly
-    depend on it, too little for a tolerance to test anything; larger gains on the encoder's
-    projection and LSTM input, and on the embedder, give z_d of order 0.1 to 1 and outputs
-    that move with it, as a trained model does, while keeping the LSTM stable.
+    At default initialisation, random frames give z_d of about 1e-3, too little for a
+    tolerance to test anything; larger gains on the encoder's projection and LSTM input, and
+    on G's embedding stem, give z_d of order 0.1 to 1 and outputs that move with it, as a
+    trained model does, while keeping the LSTM stable.
     """
     torch.manual_seed(seed)
     config = ModelConfig.for_size(size)
@@ -28,7 +28,6 @@ def make_lively_model(size: int = 64, seed: int = 0, stream_window: int | None =
     with torch.no_grad():
         model.encoder.project[1].weight.mul_(10.0)
         nn.init.normal_(model.encoder.lstm.weight_ih_l0, std=0.3)
-        model.embedder.to_grid[1].weight.mul_(30.0)
         model.generator.embedding_stem.weight.mul_(10.0)
     return model.eval()
 

@@ -54,6 +54,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--target", help="portrait or synthetic:SEED (default: tpsmm_source.png, else synthetic:2)")
     parser.add_argument("--checkpoint", help="time this checkpoint instead of fresh weights")
     parser.add_argument("--threads", type=int, default=1, help="engine threads (the tracker uses the rest)")
+    parser.add_argument(
+        "--sink", default="mp4", choices=("mp4", "y4m"),
+        help="mp4: H.264 file; y4m: raw Y4M file (no encoding, as a virtual camera's copy)",
+    )
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--plot", help="write a PNG of the latency distributions here")
     return parser.parse_args()
@@ -208,12 +212,12 @@ def main() -> None:
         size = (width, height)
         transfer = FaceTransfer(LocalDriver(engine, target.crop), target, FaceTracker(config))
         looping = LoopingCapture(source_spec)
-        unpaced_run(transfer, looping, Path(workdir) / "warmup.mp4", size, 20)
-        stages, fps, found = unpaced_run(transfer, looping, Path(workdir) / "unpaced.mp4", size, args.frames)
+        unpaced_run(transfer, looping, Path(workdir) / f"warmup.{args.sink}", size, 20)
+        stages, fps, found = unpaced_run(transfer, looping, Path(workdir) / f"unpaced.{args.sink}", size, args.frames)
         looping.source.close()
         transfer.close()
         transfer = FaceTransfer(LocalDriver(engine, target.crop), target, FaceTracker(config))
-        paced, dropped, source_fps = paced_run(transfer, source_spec, Path(workdir) / "paced.mp4", size, args.paced_frames)
+        paced, dropped, source_fps = paced_run(transfer, source_spec, Path(workdir) / f"paced.{args.sink}", size, args.paced_frames)
         transfer.close()
     rows = [{"stage": name, **percentiles(times)} for name, times in stages.items()]
     print_table(rows, ["stage", "p50_ms", "p95_ms", "p99_ms", "mean_ms"])
@@ -228,6 +232,7 @@ def main() -> None:
         "engine": described,
         "size": args.size,
         "threads": args.threads,
+        "sink": args.sink,
         "weights": args.checkpoint or "fresh",
         "source": Path(source_spec).name,
         "target": Path(target_spec).name,

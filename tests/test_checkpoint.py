@@ -9,8 +9,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from conftest import make_lively_model, random_video
-from rt_dtgan.checkpoint import CheckpointError, load_checkpoint, read_config, save_checkpoint
-from rt_dtgan.dynamics import dynamics_streamed
+from rt_dtgan.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint, read_config, resolve_checkpoint, save_checkpoint
+from rt_dtgan.dynamics import dynamics_offline, dynamics_streamed
 from rt_dtgan.models import PARTS
 
 
@@ -134,3 +134,14 @@ def test_header_length_that_looks_like_a_pickle_mark_still_loads(model, tmp_path
     path.write_bytes(padded.to_bytes(8, "little") + header + data[8 + length :])
     assert path.read_bytes()[0] == 0x80
     assert load_checkpoint(path).config == model.config
+
+
+@pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(), reason="this checkout ships no default model")
+def test_the_shipped_default_model_is_small_float16_and_complete():
+    assert DEFAULT_CHECKPOINT.stat().st_size < 25 * 2**20
+    assert {tensor.dtype for tensor in load_file(str(DEFAULT_CHECKPOINT)).values()} == {torch.float16}
+    model = load_checkpoint(resolve_checkpoint(None))
+    assert model.config.image_size == 128
+    video = random_video(1, 3, 128)
+    with torch.no_grad():
+        assert model.generate_video(video[:, 0], dynamics_offline(model.encoder, video)).isfinite().all()

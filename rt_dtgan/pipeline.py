@@ -20,7 +20,7 @@ from typing import Protocol
 import numpy as np
 import zmq
 
-from rt_dtgan.face import FaceTracker, Target, TrackResult, paste_back
+from rt_dtgan.face import FaceTracker, NeutralPicker, Target, TrackResult, paste_back
 from rt_dtgan.media import Capture, Frame
 from rt_dtgan.runtime.engine import StreamEngine
 
@@ -86,11 +86,20 @@ class FaceTransfer:
     """Source frames in, whole-portrait frames out (the target image's size).
 
     ``process(frame)`` is ``render(track(frame))``; the two halves may run on two threads
-    (``TrackingStage``), the frames passing between them in order."""
+    (``TrackingStage``), the frames passing between them in order. With a ``neutral_picker``
+    the anchor y0 becomes the most neutral face of its window once the window closes."""
 
-    def __init__(self, driver: StreamDriver, target: Target, tracker: FaceTracker, mirror: bool = False) -> None:
+    def __init__(
+        self,
+        driver: StreamDriver,
+        target: Target,
+        tracker: FaceTracker,
+        mirror: bool = False,
+        neutral_picker: NeutralPicker | None = None,
+    ) -> None:
         self.driver, self.target, self.tracker = driver, target, tracker
         self.mirror = mirror
+        self.neutral_picker = neutral_picker
         self.last_output = target.image
 
     def process(self, frame: Frame) -> tuple[np.ndarray, FrameReport]:
@@ -115,6 +124,8 @@ class FaceTransfer:
         if not tracked.found:
             return self.last_output, FrameReport(False, tracked.reason, item.track_ms, 0.0, 0.0, 0.0)
         began = time.perf_counter()
+        if self.neutral_picker is not None and (neutral := self.neutral_picker.offer(tracked)) is not None:
+            self.driver.recalibrate(neutral)
         generated = self.driver.step(tracked.crop)
         stepped_at = time.perf_counter()
         if generated is not None:
@@ -123,7 +134,11 @@ class FaceTransfer:
         return self.last_output, FrameReport(True, None, *timings)
 
     def recalibrate(self, reference_crop: np.ndarray | None = None) -> None:
+        """The given crop, else the next frame, is y0; with a neutral picker, a new window
+        then looks for a more neutral one."""
         self.driver.recalibrate(reference_crop)
+        if self.neutral_picker is not None and reference_crop is None:
+            self.neutral_picker.restart()
 
     def close(self) -> None:
         self.driver.close()

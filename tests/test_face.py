@@ -434,3 +434,24 @@ def test_tracker_finds_the_face_in_nearly_every_frame(path):
     with FaceTracker() as tracker:
         found = [tracker.track(frame, timestamp).found for frame, timestamp in decode_clip(path)]
     assert np.mean(found) >= 0.95
+
+
+# ---------------------------------------------------------------- neutral reference
+
+
+def test_the_most_neutral_face_of_the_window_is_picked():
+    from rt_dtgan.face import NeutralPicker
+    from rt_dtgan.synth import Expression, Identity, render
+
+    identity = Identity.from_seed(3)
+    openings = [0.8, 0.5, 0.9, 0.0, 0.7, 0.6, 0.4, 0.8]  # frame 3 is the neutral one; 0.4 s apart
+    picker, picked, crops, mouths = NeutralPicker(window_s=2.0), [], [], []
+    with FaceTracker(PreprocessConfig()) as tracker:
+        for index, opening in enumerate(openings):
+            tracked = tracker.track(render(identity, Expression(jaw_drop=opening, lips_part=opening), None, 256), 0.4 * index)
+            crops.append(tracked.crop)
+            mouths.append(tracked.landmarks.mouth_opening)
+            picked.append(picker.offer(tracked))
+    assert mouths[3] < min(mouths[:3] + mouths[4:])
+    assert all(p is None for p in picked[:5]) and all(p is None for p in picked[6:])  # 2 s after frame 0: frame 5
+    assert np.array_equal(picked[5], crops[3])

@@ -66,6 +66,18 @@ def test_live_without_pacing_equals_transfer_locally_and_through_a_worker(checkp
         assert len(other) == 16 and all(np.array_equal(a, b) for a, b in zip(offline, other)), name
 
 
+def test_an_automatic_reference_gives_the_same_frames_offline_and_live(checkpoint, tmp_path):
+    common = ["--checkpoint", str(checkpoint), "--source", SOURCE, "--target", TARGET, "--frames", "70", "--auto-reference"]
+    assert main(["transfer", *common, "--out", str(tmp_path / "offline.y4m")]) == 0
+    assert main(["live", *common, "--no-pace", "--output", str(tmp_path / "live.y4m")]) == 0
+    assert main(["transfer", *common[:-1], "--out", str(tmp_path / "first.y4m")]) == 0
+    offline, live, first = (decoded(tmp_path / name) for name in ("offline.y4m", "live.y4m", "first.y4m"))
+    assert len(offline) == 70 and all(np.array_equal(a, b) for a, b in zip(offline, live))
+    # Until the window closes (2 s: frame 60) the first frame is y0; then the picked face is.
+    assert all(np.array_equal(a, b) for a, b in zip(offline[:60], first[:60]))
+    assert not np.array_equal(offline[-1], first[-1])
+
+
 def _local_transfer(model) -> FaceTransfer:
     from rt_dtgan.commands.common import load_target_spec
 

@@ -30,9 +30,6 @@ from rt_dtgan.runtime.backends import open_backend
 from rt_dtgan.runtime.engine import StreamEngine
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "driving"
-INNER_LIPS = (13, 14)
-EYE_CORNERS = ((33, 133), (362, 263))
-EYELIDS = ((159, 145), (386, 374))
 
 
 def parse_args() -> argparse.Namespace:
@@ -43,16 +40,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--json", help="write the figures here")
     parser.add_argument("--strip", help="write a PNG of source and output frames of the first clip here")
     return parser.parse_args()
-
-
-def openness(points: np.ndarray) -> tuple[float, float]:
-    """FaceMesh points (N, 3) -> (mouth opening, eye opening), in units of the eye-corner spacing."""
-    xy = points[:, :2]
-    eye_centres = [xy[list(corners)].mean(0) for corners in EYE_CORNERS]
-    unit = float(np.linalg.norm(eye_centres[1] - eye_centres[0]))
-    mouth = float(np.linalg.norm(xy[INNER_LIPS[0]] - xy[INNER_LIPS[1]])) / unit
-    eyes = np.mean([np.linalg.norm(xy[a] - xy[b]) / np.linalg.norm(xy[c] - xy[d]) for (a, b), (c, d) in zip(EYELIDS, EYE_CORNERS)])
-    return mouth, float(eyes)
 
 
 def pearson(a: list[float], b: list[float]) -> float | None:
@@ -74,8 +61,8 @@ def drive_clip(engine: StreamEngine, target, clip: Path) -> tuple[dict, list[tup
                 output, report = transfer.process(frame)
                 found_source, found_output = on_source.detect(frame.image), on_output.detect(output)
                 if report.found and found_source is not None and found_output is not None:
-                    measured["source"].append(openness(found_source.points))
-                    measured["output"].append(openness(found_output.points))
+                    measured["source"].append((found_source.mouth_opening, found_source.eye_opening))
+                    measured["output"].append((found_output.mouth_opening, found_output.eye_opening))
                 if frame.index % 40 == 20:
                     pairs.append((frame.image, output))
     transfer.close()

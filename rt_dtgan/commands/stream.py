@@ -62,6 +62,10 @@ def add_parsers(commands) -> None:
 
 def add_face_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
+        "--auto-reference", action="store_true",
+        help="after the first 2 s (and after each recalibration), take the most neutral face seen as the reference",
+    )
+    parser.add_argument(
         "--faces", type=int, default=1,
         help="faces to track, the largest drives (default 1: the first face found; 2 costs about 2 ms a frame)",
     )
@@ -69,7 +73,7 @@ def add_face_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _open_transfer(args: argparse.Namespace, source_spec: str, pace: bool, size=None, fps=None):
     """-> (source, FaceTransfer) for the parsed arguments, on a local or a remote engine."""
-    from rt_dtgan.face import FaceTracker, TrackerConfig
+    from rt_dtgan.face import FaceTracker, NeutralPicker, TrackerConfig
     from rt_dtgan.media import open_source, parse_size
     from rt_dtgan.pipeline import FaceTransfer
 
@@ -77,6 +81,8 @@ def _open_transfer(args: argparse.Namespace, source_spec: str, pace: bool, size=
         raise UsageError("--frames must be at least 1")
     if args.faces < 1:
         raise UsageError("--faces must be at least 1")
+    if args.auto_reference and args.reference:
+        raise UsageError("--reference and --auto-reference exclude each other")
     config, make_driver = _remote_engine(args, blocking=not pace) if getattr(args, "remote", None) else _local_engine(args)
     target = load_target_spec(args.target, config)
     reference = _reference_crop(args.reference, config) if args.reference else None
@@ -84,7 +90,8 @@ def _open_transfer(args: argparse.Namespace, source_spec: str, pace: bool, size=
     source = open_source(source_spec, capture_size, fps, pace, synthetic_factory=synthetic_source_factory(args.frames))
     driver = make_driver(target.crop, reference)
     tracker = FaceTracker(config, TrackerConfig(max_faces=args.faces))
-    return source, FaceTransfer(driver, target, tracker, mirror=getattr(args, "mirror", False))
+    picker = NeutralPicker() if args.auto_reference else None
+    return source, FaceTransfer(driver, target, tracker, mirror=getattr(args, "mirror", False), neutral_picker=picker)
 
 
 def _local_engine(args: argparse.Namespace):

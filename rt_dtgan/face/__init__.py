@@ -5,6 +5,7 @@ from rt_dtgan.face.align import SimilarityTransform, align, eyes_to_crop_transfo
 from rt_dtgan.face.errors import FaceError, FaceNotFoundError
 from rt_dtgan.face.images import load_image
 from rt_dtgan.face.landmarks import FaceLandmarks, FaceMeshDetector
+from rt_dtgan.face.neutral import NeutralPicker
 from rt_dtgan.face.paste import PasteConfig, PastePlan
 from rt_dtgan.face.smoothing import OneEuroConfig, OneEuroFilter
 from rt_dtgan.face.target import Target, load_target, paste_back, prepare_target
@@ -18,6 +19,7 @@ __all__ = [
     "FaceMeshDetector",
     "FaceNotFoundError",
     "FaceTracker",
+    "NeutralPicker",
     "OneEuroConfig",
     "OneEuroFilter",
     "PasteConfig",

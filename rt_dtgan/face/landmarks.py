@@ -16,6 +16,9 @@ from rt_dtgan.face.images import check_rgb_image, resize_area
 # FaceMesh indices: the eye seen on the image left (the subject's right eye), then the other.
 IMAGE_LEFT_EYE_CORNERS = (33, 133)
 IMAGE_RIGHT_EYE_CORNERS = (362, 263)
+# Inner lips (upper, lower) and the eyelids (upper, lower) of each eye, in the eye order above.
+INNER_LIPS = (13, 14)
+EYELIDS = ((159, 145), (386, 374))
 
 
 @dataclass(frozen=True, eq=False)
@@ -33,6 +36,23 @@ class FaceLandmarks:
         """(2, 2) float64 eye centres (x, y): image-left eye first."""
         xy = self.points[:, :2]
         return np.stack([xy[list(IMAGE_LEFT_EYE_CORNERS)].mean(0), xy[list(IMAGE_RIGHT_EYE_CORNERS)].mean(0)])
+
+    @property
+    def mouth_opening(self) -> float:
+        """Gap between the inner lips over the distance between the eye centres (0 when closed)."""
+        xy = self.points[:, :2]
+        eyes = self.eyes
+        return float(np.linalg.norm(xy[INNER_LIPS[0]] - xy[INNER_LIPS[1]]) / np.linalg.norm(eyes[1] - eyes[0]))
+
+    @property
+    def eye_opening(self) -> float:
+        """Eyelid gap over eye width, both eyes averaged (about 0.3 open, near 0 closed)."""
+        xy = self.points[:, :2]
+        ratios = [
+            np.linalg.norm(xy[upper] - xy[lower]) / np.linalg.norm(xy[outer] - xy[inner])
+            for (upper, lower), (outer, inner) in zip(EYELIDS, (IMAGE_LEFT_EYE_CORNERS, IMAGE_RIGHT_EYE_CORNERS))
+        ]
+        return float(np.mean(ratios))
 
     @property
     def bounding_box(self) -> tuple[float, float, float, float]:

@@ -189,3 +189,19 @@ def test_set_target_takes_effect_on_the_next_frame_and_keeps_the_dynamics(model)
     expected = [reference.step(fresh, crop) for crop in crops[:3]][-1]
     assert engine.frames_seen(stream) == 3
     assert np.abs(switched.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_cuda_graphs_need_a_cuda_device(model):
+    with pytest.raises(EngineError, match="CUDA graphs need a CUDA device"):
+        TorchBackend(model, device="cpu", cuda_graphs=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+def test_cuda_graph_replay_equals_eager_float16_over_streamed_frames(model):
+    eager = StreamEngine(TorchBackend(model, device="cuda"))
+    replayed = StreamEngine(TorchBackend(model, device="cuda", cuda_graphs=True))
+    target, *crops = _crops(21, seed=3)
+    streams = [engine.open(target) for engine in (eager, replayed)]
+    for crop in crops:
+        expected, got = eager.step(streams[0], crop), replayed.step(streams[1], crop)
+        assert np.abs(expected.astype(int) - got.astype(int)).max() <= 1

@@ -26,6 +26,9 @@ def add_model_arguments(parser: argparse.ArgumentParser, threads: int | None = 1
     parser.add_argument(
         "--threads", type=int, default=threads, help=f"CPU threads for the engine (default: {threads or 'all cores'})"
     )
+    parser.add_argument(
+        "--cuda-graphs", action="store_true", help="torch backend on a CUDA GPU: replay recorded CUDA graphs (untested)"
+    )
 
 
 def open_engine(args: argparse.Namespace):
@@ -37,7 +40,7 @@ def open_engine(args: argparse.Namespace):
     from rt_dtgan.runtime.engine import StreamEngine
 
     checkpoint = resolve_checkpoint(args.checkpoint)
-    backend, why = open_backend(args.backend, checkpoint, args.engines, args.threads)
+    backend, why = open_backend(args.backend, checkpoint, args.engines, args.threads, args.cuda_graphs)
     print(f"engine: {backend.describe()} ({why})", file=sys.stderr)
     return StreamEngine(backend), checkpoint
 

@@ -28,27 +28,76 @@ class Backend(Protocol):
     def describe(self) -> str: ...
 
 
+class CapturedGraph:
+    """One graph module recorded as a CUDA graph for one set of input shapes: a call copies
+    the inputs into the recorded buffers and replays every kernel in one launch. The outputs
+    are the recorded buffers, overwritten by the next call (copy them before then)."""
+
+    WARMUP_CALLS = 3
+
+    def __init__(self, module: torch.nn.Module, inputs: dict[str, Tensor]) -> None:
+        self.inputs = {name: tensor.clone() for name, tensor in inputs.items()}
+        side = torch.cuda.Stream(device=next(iter(inputs.values())).device)
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.no_grad(), torch.cuda.stream(side):
+            for _ in range(self.WARMUP_CALLS):  # lazy initialisation stays out of the recording
+                module(**self.inputs)
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.no_grad(), torch.cuda.graph(self.graph):
+            self.outputs = module(**self.inputs)
+
+    def __call__(self, inputs: dict[str, Tensor]) -> tuple[Tensor, ...]:
+        for name, tensor in inputs.items():
+            self.inputs[name].copy_(tensor)
+        self.graph.replay()
+        return self.outputs
+
+
 class TorchBackend:
-    """The graphs as torch modules: float32 on the CPU, float16 on CUDA by default."""
+    """The graphs as torch modules: float32 on the CPU, float16 on CUDA by default.
+    ``cuda_graphs`` (CUDA only) records each graph once per input shape (one per number of
+    batched streams) and replays it: one launch per graph instead of one per kernel."""
 
     name = "torch"
 
-    def __init__(self, model: DynamicsTransferGAN, device: str | torch.device = "cpu", half: bool | None = None) -> None:
+    def __init__(
+        self,
+        model: DynamicsTransferGAN,
+        device: str | torch.device = "cpu",
+        half: bool | None = None,
+        cuda_graphs: bool = False,
+    ) -> None:
         self.device = torch.device(device)
+        if cuda_graphs and self.device.type != "cuda":
+            raise EngineError(f"CUDA graphs need a CUDA device; this backend runs on {self.device}")
         self.half = self.device.type == "cuda" if half is None else half
         self.dtype = torch.float16 if self.half else torch.float32
+        self.cuda_graphs = cuda_graphs
         self.config = model.config
         self.specs = graph_specs(model.config)
         self.graphs = {name: spec.build(model).to(self.device, self.dtype) for name, spec in self.specs.items()}
+        self._captured: dict[tuple, CapturedGraph] = {}
 
     def run(self, graph: str, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
-        with torch.inference_mode():
-            outputs = self.graphs[graph](**{k: v.to(self.device, self.dtype) for k, v in inputs.items()})
+        inputs = {k: v.to(self.device, self.dtype) for k, v in inputs.items()}
+        if self.cuda_graphs:
+            outputs = tuple(output.clone() for output in self._replay(graph, inputs))
+        else:
+            with torch.inference_mode():
+                outputs = self.graphs[graph](**inputs)
         return {name: out.float() for name, out in zip(self.specs[graph].outputs, outputs)}
+
+    def _replay(self, graph: str, inputs: dict[str, Tensor]) -> tuple[Tensor, ...]:
+        key = (graph, *((name, tuple(tensor.shape)) for name, tensor in sorted(inputs.items())))
+        if key not in self._captured:
+            self._captured[key] = CapturedGraph(self.graphs[graph], inputs)
+        return self._captured[key](inputs)
 
     def describe(self) -> str:
         where = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "CPU"
-        return f"torch {torch.__version__} on {where}, {'float16' if self.half else 'float32'}"
+        graphs = ", CUDA graphs" if self.cuda_graphs else ""
+        return f"torch {torch.__version__} on {where}, {'float16' if self.half else 'float32'}{graphs}"
 
 
 class OnnxRuntimeBackend:
@@ -98,12 +147,16 @@ BACKEND_CHOICES = ("auto", "torch", "onnxruntime", "tensorrt")
 
 
 def open_backend(
-    kind: str, checkpoint: str | os.PathLike, engine_dir: str | os.PathLike | None = None, threads: int | None = None
+    kind: str,
+    checkpoint: str | os.PathLike,
+    engine_dir: str | os.PathLike | None = None,
+    threads: int | None = None,
+    cuda_graphs: bool = False,
 ) -> tuple[Backend, str]:
     """The backend ``kind`` (one of BACKEND_CHOICES) for ``checkpoint`` -> (backend, why it
     was chosen). ``auto`` takes TensorRT plans or ONNX graphs from ``engine_dir`` when they
     were built from this checkpoint (and TensorRT can run here), else torch: float16 on a
-    CUDA GPU, float32 on the CPU."""
+    CUDA GPU (replaying CUDA graphs with ``cuda_graphs``), float32 on the CPU."""
     if kind not in BACKEND_CHOICES:
         raise ValueError(f"unknown backend {kind!r}; choose one of {BACKEND_CHOICES}")
     if kind in ("onnxruntime", "tensorrt") and engine_dir is None:
@@ -120,7 +173,7 @@ def open_backend(
     if threads:
         torch.set_num_threads(threads)
     why = "no engines given" if engine_dir is None else f"no usable engines in {engine_dir}"
-    return TorchBackend(load_checkpoint(checkpoint), device=device), why if kind == "auto" else "asked for"
+    return TorchBackend(load_checkpoint(checkpoint), device=device, cuda_graphs=cuda_graphs), why if kind == "auto" else "asked for"
 
 
 def _engine_kind(engine_dir: str | os.PathLike | None) -> str | None:

@@ -143,8 +143,8 @@ def run_transfer(args: argparse.Namespace) -> int:
                 sink.write(item.frame.with_image(image))
                 found, total = found + report.found, total + 1
                 bar.update()
-        except CaptureEnded:
-            _raise_if_failed(capture)
+        except CaptureEnded as ended:
+            _raise_if_failed(capture, ended)
         finally:
             bar.close()
             stage.close()
@@ -184,8 +184,8 @@ def run_live(args: argparse.Namespace) -> int:
                 if time.monotonic() - last_status > STATUS_INTERVAL_S:
                     last_status = time.monotonic()
                     _status(_status_line(rate.rate, latency.summary(), report, capture.status, transfer.driver))
-        except CaptureEnded:
-            _raise_if_failed(capture)
+        except CaptureEnded as ended:
+            _raise_if_failed(capture, ended)
         except KeyboardInterrupt:
             pass
         finally:
@@ -197,10 +197,10 @@ def run_live(args: argparse.Namespace) -> int:
     return 0
 
 
-def _raise_if_failed(capture) -> None:
-    """At the end of the source: re-raise when it ended by failing, not by running out."""
+def _raise_if_failed(capture, ended: Exception) -> None:
+    """At the end of the source: raise ``ended`` when the source failed, not ran out."""
     if capture.status.error is not None:
-        raise
+        raise ended
 
 
 def _apply(requests, transfer) -> bool:

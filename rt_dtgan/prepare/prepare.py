@@ -111,12 +111,12 @@ def read_manifest(out: str | os.PathLike) -> dict:
 
 
 def read_sequence(out: str | os.PathLike, entry: dict) -> np.ndarray:
-    """The aligned crops of one manifest sequence entry (its ``video``, and ``kept`` when
-    given, is checked): (kept, S, S, 3) uint8 RGB."""
+    """The aligned crops of one manifest sequence entry (its ``video``, checked against its
+    ``kept``): (kept, S, S, 3) uint8 RGB."""
     path = Path(out) / entry["video"]
     with av.open(str(path)) as container:
         frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
-    expected = entry.get("kept", len(frames))
+    expected = entry["kept"]
     if not frames or len(frames) != expected:
         raise PrepareError(f"{path} holds {len(frames)} frames, the manifest says {expected}: prepare it again")
     return np.stack(frames)

@@ -74,7 +74,7 @@ def prepared_batch(config: PreparedDataConfig, step: int, rank: int = 0) -> Sequ
     videos, labels, indices = [], [], []
     for _ in range(config.batch_size):
         index = int(rng.integers(len(entries)))
-        frames = _decoded(config.root, entries[index]["video"])
+        frames = _decoded(config.root, entries[index]["video"], entries[index]["kept"])
         videos.append(_window(frames, length, rng))
         labels.append(_frame_labels(entries[index]["label"], length))
         indices.append(index)
@@ -111,7 +111,7 @@ def _manifest(root: str) -> dict:
 
 
 @lru_cache(maxsize=DECODED_SEQUENCES_KEPT)
-def _decoded(root: str, video: str) -> np.ndarray:
+def _decoded(root: str, video: str, kept: int) -> np.ndarray:
     from rt_dtgan.prepare import read_sequence
 
-    return read_sequence(Path(root), {"video": video})
+    return read_sequence(Path(root), {"video": video, "kept": kept})

@@ -47,8 +47,33 @@ def test_gan_losses_fall_on_a_fixed_batch():
     history = _losses_over(objective, synthetic_batch(TINY_DATA, step=0), 12)
     # The discriminators learn to tell the first fakes apart and G fits the frames and the
     # dynamics; G's adversarial term rises as the discriminators improve (a minimax game).
-    for term in ("d_spatial", "d_dynamics", "g_frame_l1", "g_dynamics_l1"):
+    for term in ("d_spatial", "d_dynamics", "g_frame_l1", "g_dynamics_l1", "g_moving_l1"):
         assert min(h[term] for h in history[-3:]) < history[0][term], term
+
+
+def test_reconstruction_pretraining_leaves_the_discriminators_alone():
+    torch.manual_seed(0)
+    model = DynamicsTransferGAN(ModelConfig.for_size(64))
+    before = {k: v.clone() for k, v in model.spatial_discriminator.state_dict().items()}
+    config = GanTrainingConfig(generator_learning_rate=1e-3, lambda_adversarial=0.0, lambda_dynamics=0.0)
+    history = _losses_over(GanObjective(model, config, 1), synthetic_batch(TINY_DATA, step=0), 8)
+    assert set(history[0]) == {"g_total", "g_frame_l1", "g_moving_l1"}
+    assert history[-1]["g_moving_l1"] < history[0]["g_moving_l1"]
+    for name, value in model.spatial_discriminator.state_dict().items():
+        assert torch.equal(value, before[name]), name
+
+
+def test_moving_l1_counts_only_the_pixels_that_leave_the_first_frame():
+    from rt_dtgan.train.losses import moving_l1
+
+    real = torch.zeros(1, 3, 3, 4, 4)
+    real[0, 2, 0, 1, 1] = 0.5  # one pixel moves in the last frame
+    fake = real.clone()
+    fake[:, :, :, 0, 0] += 0.3  # a still pixel is off: not counted
+    assert moving_l1(real, fake) == 0
+    fake[0, 2, 1, 1, 1] = 0.6  # the moving pixel is off by 0.6 in one of its 3 channels
+    assert moving_l1(real, fake).item() == pytest.approx(0.2)
+    assert moving_l1(torch.zeros_like(real), fake) == 0
 
 
 def test_aligned_sequences_keep_only_yaw_and_pitch_and_share_one_noise_pattern():
@@ -61,6 +86,16 @@ def test_aligned_sequences_keep_only_yaw_and_pitch_and_share_one_noise_pattern()
     corner = (slice(None), slice(None), slice(None), slice(0, 6), slice(0, 6))
     assert (drifting.video[corner].diff(dim=1).abs() > 0).any()
     assert torch.equal(aligned.video[corner].diff(dim=1), torch.zeros_like(aligned.video[corner][:, 1:]))
+
+
+@pytest.mark.parametrize(
+    "bad", [dict(size=100), dict(min_length=1), dict(min_length=9, max_length=8), dict(max_length=61), dict(batch_size=0), dict(head_pose="x")]
+)
+def test_synthetic_data_config_refuses_bad_values(bad):
+    import dataclasses
+
+    with pytest.raises(ValueError):
+        dataclasses.replace(TINY_DATA, **bad)
 
 
 def test_align_pose_removes_roll_scale_and_shift():

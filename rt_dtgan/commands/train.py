@@ -55,6 +55,10 @@ def add_parsers(commands) -> None:
             parser.add_argument("--lambda-adversarial", type=float, default=1.0)
             parser.add_argument("--lambda-spatial", type=float, default=100.0)
             parser.add_argument("--lambda-dynamics", type=float, default=10.0)
+            parser.add_argument(
+                "--lambda-motion", type=float, default=100.0,
+                help="L1 over the pixels that move (not in the paper; 0 gives its eq. 7 exactly)",
+            )
             parser.add_argument("--no-suppression", action="store_true", help="drive G with H (the paper's ablation)")
             parser.add_argument("--init", help="start F and G from this model checkpoint (fine-tuning)")
             parser.add_argument(
@@ -106,7 +110,8 @@ def run_train(args: argparse.Namespace) -> int:
             config = GanTrainingConfig(
                 run=run, generator_learning_rate=args.lr, discriminator_learning_rate=args.d_lr,
                 lambda_adversarial=args.lambda_adversarial, lambda_spatial=args.lambda_spatial,
-                lambda_dynamics=args.lambda_dynamics, appearance_suppression=not args.no_suppression,
+                lambda_dynamics=args.lambda_dynamics, lambda_motion=args.lambda_motion,
+                appearance_suppression=not args.no_suppression,
             )
     except ValueError as error:
         raise UsageError(str(error)) from error

@@ -51,8 +51,13 @@ class EncoderTrainingConfig:
 class GanTrainingConfig:
     """The GAN, section 3.3: Ds and Dd step on eq. 3, then F and G on eq. 7 =
     lambda_adversarial * eq. 4 + lambda_spatial * L1 on frames (eq. 5) + lambda_dynamics *
-    L1 on z_d (eq. 6). Adam for all, as pix2pix. ``appearance_suppression`` False trains
-    the paper's ablation (G driven by H)."""
+    L1 on z_d (eq. 6), plus lambda_motion * the L1 of eq. 5 over the moving pixels only
+    (not in the paper; 0 gives eq. 7 exactly). Adam for all, as pix2pix.
+    ``appearance_suppression`` False trains the paper's ablation (G driven by H).
+
+    A term of weight 0 costs nothing: with lambda_adversarial 0 the discriminators neither
+    run nor train, and with lambda_dynamics 0 too, A never sees the generated video (a
+    reconstruction pretraining of F and G, three times faster per frame)."""
 
     run: RunConfig = field(default_factory=RunConfig)
     generator_learning_rate: float = 2e-4
@@ -61,12 +66,13 @@ class GanTrainingConfig:
     lambda_adversarial: float = 1.0
     lambda_spatial: float = 100.0
     lambda_dynamics: float = 10.0
+    lambda_motion: float = 100.0
     appearance_suppression: bool = True
 
     def __post_init__(self) -> None:
         if min(self.generator_learning_rate, self.discriminator_learning_rate) <= 0:
             raise ValueError("learning rates must be positive")
-        if min(self.lambda_adversarial, self.lambda_spatial, self.lambda_dynamics) < 0:
+        if min(self.lambda_adversarial, self.lambda_spatial, self.lambda_dynamics, self.lambda_motion) < 0:
             raise ValueError("loss weights must be non-negative")
 
 

@@ -71,15 +71,15 @@ class SyntheticDataConfig:
     def __post_init__(self) -> None:
         if self.head_pose not in HEAD_POSES or self.sensor_noise not in SENSOR_NOISES:
             raise ValueError(f"head_pose must be one of {HEAD_POSES} and sensor_noise one of {SENSOR_NOISES}")
-
-    def batch(self, step: int, rank: int = 0) -> SequenceBatch:
-        return synthetic_batch(self, step, rank)
         if self.size not in SUPPORTED_SIZES:
             raise ValueError(f"size must be one of {SUPPORTED_SIZES}, got {self.size}")
         if not 2 <= self.min_length <= self.max_length <= 60:
             raise ValueError(f"need 2 <= min_length <= max_length <= 60, got {self.min_length}, {self.max_length}")
         if self.batch_size < 1 or self.identities < 1:
             raise ValueError("batch_size and identities must be positive")
+
+    def batch(self, step: int, rank: int = 0) -> SequenceBatch:
+        return synthetic_batch(self, step, rank)
 
 
 def synthetic_batch(config: SyntheticDataConfig, step: int, rank: int = 0) -> SequenceBatch:

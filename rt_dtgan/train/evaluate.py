@@ -8,7 +8,8 @@ the ground truth of the transfer. Measured (means over pairs, frames 1..T-1):
 - transfer_psnr, transfer_ssim: B driven by A, against B's ground truth;
 - static_baseline_psnr, static_baseline_ssim: the do-nothing output (B's neutral face);
 - dynamic_region_psnr, static_baseline_dynamic_region_psnr: PSNR over the pixels where
-  the ground truth moves away from B's neutral face (|change| > 0.1 of the range);
+  the ground truth moves away from B's neutral face (a channel more than 0.1 from it
+  on the [-1, 1] scale, ``losses.moving_mask``);
 - temporal_error: mean |(out_t - out_{t-1}) - (gt_t - gt_{t-1})|, on [0, 1] pixels;
 - expression_accuracy: the judge (an encoder trained apart from A) names the expression
   of the generated transfer's last frame; judge_accuracy_on_ground_truth beside it;
@@ -32,10 +33,8 @@ from rt_dtgan.models import DynamicsTransferGAN
 from rt_dtgan.synth import BASIC_EXPRESSIONS, Identity, render
 from rt_dtgan.synth.sequences import onset_track
 from rt_dtgan.train.data import EVAL_IDENTITY_OFFSET, align_pose, to_video_tensor
+from rt_dtgan.train.losses import moving_mask
 from rt_dtgan.train.metrics import psnr, ssim
-
-DYNAMIC_THRESHOLD = 0.1
-
 
 @dataclass(frozen=True)
 class EvalConfig:
@@ -114,7 +113,7 @@ def _score_pair(model, pair: EvalPair, judge, ablation) -> dict[str, float | Non
     neutral = truth[:1].expand_as(truth)
     transfer = drive(model, pair.truth[:, 0], pair.source)[0]
     own = drive(model, pair.source[:, 0], pair.source)[0]
-    moving = ((truth - neutral).abs().amax(dim=1, keepdim=True) > DYNAMIC_THRESHOLD)[1:]
+    moving = moving_mask(truth, neutral)[1:]
     row = {
         "self_psnr": psnr(own[1:], source[1:]),
         "self_ssim": ssim(own[1:], source[1:]).mean().item(),

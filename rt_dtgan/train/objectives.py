@@ -25,6 +25,7 @@ from rt_dtgan.train.losses import (
     frame_l1,
     frame_label_loss,
     generator_adversarial_loss,
+    moving_l1,
 )
 
 
@@ -143,6 +144,10 @@ class GanObjective:
         targets = target.unsqueeze(1).expand(-1, length, -1, -1, -1).flatten(0, 1)
         return network(targets, dynamics.flatten(0, 1)).unflatten(0, (batch, length))
 
+    @property
+    def adversarial(self) -> bool:
+        return self.config.lambda_adversarial > 0
+
     def step(self, batch: SequenceBatch) -> dict[str, float]:
         """One generator pass; the discriminators step on its detached output first, then
         F and G step on eq. 7 with the updated discriminators."""
@@ -151,8 +156,10 @@ class GanObjective:
         with torch.no_grad():
             real_dynamics = self._dynamics(video)
         fake_video = self._generate(self.generator, video[:, 0], real_dynamics)
-        fake_dynamics = self._dynamics(fake_video)
-        losses = self._discriminator_phase(video, fake_video.detach(), real_dynamics, fake_dynamics.detach())
+        fake_dynamics = self._dynamics(fake_video) if self.adversarial or self.config.lambda_dynamics > 0 else None
+        losses = {}
+        if self.adversarial:
+            losses = self._discriminator_phase(video, fake_video.detach(), real_dynamics, fake_dynamics.detach())
         losses |= self._generator_phase(video, fake_video, real_dynamics, fake_dynamics)
         return losses
 
@@ -168,8 +175,26 @@ class GanObjective:
         optimizer.step()
         return {"d_spatial": spatial.item(), "d_dynamics": dynamics.item()}
 
-    def _generator_phase(self, video: Tensor, fake_video: Tensor, real_dynamics: Tensor, fake_dynamics: Tensor) -> dict[str, float]:
+    def _generator_phase(
+        self, video: Tensor, fake_video: Tensor, real_dynamics: Tensor, fake_dynamics: Tensor | None
+    ) -> dict[str, float]:
+        """Eq. 7 plus the moving-pixel term; the terms of weight 0 are neither computed nor logged."""
         config = self.config
+        terms = {"g_frame_l1": (config.lambda_spatial, frame_l1(video, fake_video))}
+        terms["g_moving_l1"] = (config.lambda_motion, moving_l1(video, fake_video))
+        if self.adversarial:
+            terms["g_adversarial"] = (config.lambda_adversarial, self._fooling_loss(fake_video, fake_dynamics))
+        if config.lambda_dynamics > 0:
+            terms["g_dynamics_l1"] = (config.lambda_dynamics, dynamics_l1(real_dynamics, fake_dynamics))
+        loss = sum(weight * term for weight, term in terms.values())
+        optimizer = self.optimizers["generator"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return {"g_total": loss.item()} | {name: term.item() for name, (_, term) in terms.items()}
+
+    def _fooling_loss(self, fake_video: Tensor, fake_dynamics: Tensor) -> Tensor:
+        """Eq. 4 on both discriminators, whose weights take no gradient here."""
         critics = (self.model.spatial_discriminator, self.model.dynamics_discriminator)
         for critic in critics:
             critic.requires_grad_(False)
@@ -177,19 +202,7 @@ class GanObjective:
         adversarial = adversarial + generator_adversarial_loss(critics[1](fake_dynamics[:, -1]))
         for critic in critics:
             critic.requires_grad_(True)
-        spatial_l1 = frame_l1(video, fake_video)
-        dynamics_term = dynamics_l1(real_dynamics, fake_dynamics)
-        loss = config.lambda_adversarial * adversarial + config.lambda_spatial * spatial_l1 + config.lambda_dynamics * dynamics_term
-        optimizer = self.optimizers["generator"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return {
-            "g_total": loss.item(),
-            "g_adversarial": adversarial.item(),
-            "g_frame_l1": spatial_l1.item(),
-            "g_dynamics_l1": dynamics_term.item(),
-        }
+        return adversarial
 
     def preview(self, batch: SequenceBatch) -> dict[str, Tensor]:
         video = batch.video[:4]

@@ -17,6 +17,9 @@ EXPRESSION_CLASSES = ("neutral", "anger", "disgust", "fear", "happiness", "sadne
 # How synthetic training and test sequences show the head and the sensor (rt_dtgan.train.data).
 HEAD_POSES = ("drift", "aligned")
 SENSOR_NOISES = ("per-frame", "per-sequence")
+# Training sequences. "onset": neutral to apex; "window": the neutral anchor then free-form
+# motion, as the live stream's window sees it; "mixed": onsets on even steps, windows on odd.
+SEQUENCE_KINDS = ("onset", "window", "mixed")
 
 
 class ConfigError(ValueError):

@@ -98,6 +98,34 @@ def test_synthetic_data_config_refuses_bad_values(bad):
         dataclasses.replace(TINY_DATA, **bad)
 
 
+def test_lower_face_stretch_moves_rows_below_the_eye_line_down_and_keeps_those_above():
+    from rt_dtgan.train.data import stretch_lower_face
+
+    side = 64
+    video = torch.full((2, 3, 3, side, side), -1.0)
+    video[..., 20, :] = 1.0  # above the eye line at row 25.6
+    video[..., 40, :] = 1.0  # its centre 14.9 rows below the line; 22.35 rows once stretched by 1.5
+    stretched = stretch_lower_face(video, torch.tensor([1.0, 1.5]), torch.tensor([0.4, 0.4]))
+    assert torch.allclose(stretched[0], video[0], atol=1e-6)
+    profile = stretched[1, 0, 0, :, 0]
+    assert profile[20] == pytest.approx(1.0, abs=1e-6)
+    assert profile[47] + profile[48] > 0 and profile[40] == -1.0
+
+
+def test_window_sequences_start_at_the_neutral_anchor_and_mixed_alternates():
+    import dataclasses
+
+    windows = dataclasses.replace(TINY_DATA, sequences="window", min_length=6, max_length=6)
+    batch = synthetic_batch(windows, step=0)
+    assert batch.video.shape[:2] == (2, 6)
+    assert torch.equal(batch.expressions[:, 0], torch.zeros_like(batch.expressions[:, 0]))
+    assert (batch.frame_labels[:, 0] == 0).all()
+    assert batch.expressions[:, 1:].abs().sum() > 0  # free-form motion: talking at least
+    mixed = dataclasses.replace(windows, sequences="mixed")
+    assert torch.equal(synthetic_batch(mixed, step=1).video, synthetic_batch(windows, step=1).video)
+    assert torch.equal(synthetic_batch(mixed, step=0).video, synthetic_batch(dataclasses.replace(windows, sequences="onset"), step=0).video)
+
+
 def test_align_pose_removes_roll_scale_and_shift():
     from rt_dtgan.synth import Expression, Pose
     from rt_dtgan.synth.sequences import FrameSpec

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from rt_dtgan.commands.common import UsageError
-from rt_dtgan.config import HEAD_POSES, SENSOR_NOISES
+from rt_dtgan.config import HEAD_POSES, SENSOR_NOISES, SEQUENCE_KINDS
 
 
 def add_parsers(commands) -> None:
@@ -38,6 +38,11 @@ def add_parsers(commands) -> None:
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
         aligned = phase == "gan"
         parser.add_argument(
+            "--sequences", choices=SEQUENCE_KINDS, default="onset",
+            help="synthetic data: onset: neutral to apex; window: a neutral anchor then free-form motion, as the live stream's "
+            "window sees it; mixed: both, alternating by step",
+        )
+        parser.add_argument(
             "--head-pose", choices=HEAD_POSES, default="aligned" if aligned else "drift",
             help="aligned: only yaw and pitch of the head drift, as eye-aligned live crops (default for gan)",
         )
@@ -48,6 +53,10 @@ def add_parsers(commands) -> None:
         if phase == "encoder":
             parser.add_argument("--lr", type=float, default=1e-3)
             parser.add_argument("--control-weight", type=float, default=4.0)
+            parser.add_argument(
+                "--lower-face-stretch", type=float, default=1.0,
+                help="stretch each synthetic sequence's face below the eyes by up to this factor (real faces are longer)",
+            )
         else:
             parser.add_argument("--encoder", required=True, help="encoder checkpoint from `train encoder`")
             parser.add_argument("--lr", type=float, default=2e-4, help="generator learning rate")
@@ -99,6 +108,7 @@ def run_train(args: argparse.Namespace) -> int:
             data = SyntheticDataConfig(
                 size=args.size, batch_size=args.batch_size, min_length=args.min_length, max_length=args.max_length,
                 identities=args.identities, seed=args.seed, head_pose=args.head_pose, sensor_noise=args.sensor_noise,
+                lower_face_stretch=getattr(args, "lower_face_stretch", 1.0), sequences=args.sequences,
             )
         run = RunConfig(
             steps=args.steps, checkpoint_every=args.checkpoint_every, image_every=args.image_every, seed=args.seed,

@@ -139,7 +139,10 @@ def test_header_length_that_looks_like_a_pickle_mark_still_loads(model, tmp_path
 @pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(), reason="this checkout ships no default model")
 def test_the_shipped_default_model_is_small_float16_and_complete():
     assert DEFAULT_CHECKPOINT.stat().st_size < 25 * 2**20
-    assert {tensor.dtype for tensor in load_file(str(DEFAULT_CHECKPOINT)).values()} == {torch.float16}
+    tensors = load_file(str(DEFAULT_CHECKPOINT)).values()
+    # Weights in float16; batch norm's step counters stay integers.
+    assert {tensor.dtype for tensor in tensors if tensor.is_floating_point()} == {torch.float16}
+    assert {tensor.dtype for tensor in tensors if not tensor.is_floating_point()} <= {torch.int64}
     model = load_checkpoint(resolve_checkpoint(None))
     assert model.config.image_size == 128
     video = random_video(1, 3, 128)

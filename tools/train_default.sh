@@ -5,9 +5,13 @@
 #   3. GAN stage 1 on A, with the head drift and per-frame noise of step 1;
 #   4. GAN stage 2 from stage 1's G (F starts afresh), on eye-aligned sequences with one noise pattern per
 #      sequence (the defaults of `train gan`), and its ablation (G driven by H) from the same start;
-#   5. stage 3 from each stage-2 F and G: reconstruction only (eq. 5 plus the L1 over the moving pixels;
-#      no discriminators, no eq. 6), three times faster per frame, at a higher learning rate;
-#   6. evaluate stage 3 on held-out identities and ship its fp16 weights with a model card.
+#   5. stage 3 from stage 2's F and G: reconstruction only (eq. 5 plus the L1 over the moving pixels; no
+#      discriminators, no eq. 6), three times faster per frame, at a higher learning rate;
+#   6. encoder-live: A again, on what the live stream's window sees (onsets alternating with a neutral anchor
+#      followed by free-form motion) with the lower face stretched by up to 1.5 (real faces are longer);
+#   7. stage 4 on encoder-live, from stage 3's F and G: reconstruction on the same mixed sequences, and its
+#      ablation (G driven by H) from the same start;
+#   8. evaluate stage 4 on held-out identities and ship its fp16 weights with a model card.
 # Every step resumes where it stopped: run the script again to continue.
 # Several processes: set LAUNCH="torchrun --nproc_per_node N -m rt_dtgan" (default: rt-dtgan).
 set -euo pipefail
@@ -17,7 +21,8 @@ ENCODER_STEPS=${ENCODER_STEPS:-1500}
 JUDGE_STEPS=${JUDGE_STEPS:-1500}
 STAGE1_STEPS=${STAGE1_STEPS:-860}
 STAGE2_STEPS=${STAGE2_STEPS:-800}
-STAGE3_STEPS=${STAGE3_STEPS:-2000}
+STAGE3_STEPS=${STAGE3_STEPS:-1100}
+STAGE4_STEPS=${STAGE4_STEPS:-1500}
 ENCODER="$RUNS/encoder/encoder.safetensors"
 STAGE1="$RUNS/gan-drift/model.safetensors"
 
@@ -33,13 +38,19 @@ for run in gan ablation; do
     $LAUNCH train gan --run-dir "$RUNS/$run" --encoder "$ENCODER" --init "$STAGE1" --init-parts generator --size 128 --min-length 6 \
         --max-length 10 --batch-size 4 --steps "$STAGE2_STEPS" --checkpoint-every 50 --lambda-motion 0 "${extra[@]}"
 done
-for run in gan ablation; do
+RECONSTRUCTION=(--size 128 --min-length 6 --batch-size 6 --lr 1e-3 --lambda-adversarial 0 --lambda-dynamics 0
+    --init-parts embedder,generator --checkpoint-every 50)
+$LAUNCH train gan --run-dir "$RUNS/gan-recon" --encoder "$ENCODER" --init "$RUNS/gan/model.safetensors" \
+    --max-length 12 --steps "$STAGE3_STEPS" "${RECONSTRUCTION[@]}"
+$LAUNCH train encoder --run-dir "$RUNS/encoder-live" --size 128 --min-length 6 --max-length 17 --batch-size 8 \
+    --steps "$ENCODER_STEPS" --checkpoint-every 50 --lower-face-stretch 1.5 --sequences mixed
+for run in gan-live ablation-live; do
     extra=()
-    [[ $run == ablation ]] && extra=(--no-suppression)
-    $LAUNCH train gan --run-dir "$RUNS/$run-recon" --encoder "$ENCODER" --init "$RUNS/$run/model.safetensors" \
-        --init-parts embedder,generator --size 128 --min-length 6 --max-length 12 --batch-size 6 --lr 1e-3 \
-        --lambda-adversarial 0 --lambda-dynamics 0 --steps "$STAGE3_STEPS" --checkpoint-every 50 "${extra[@]}"
+    [[ $run == ablation-live ]] && extra=(--no-suppression)
+    $LAUNCH train gan --run-dir "$RUNS/$run" --encoder "$RUNS/encoder-live/encoder.safetensors" \
+        --init "$RUNS/gan-recon/model.safetensors" --max-length 17 --sequences mixed --steps "$STAGE4_STEPS" \
+        "${RECONSTRUCTION[@]}" "${extra[@]}"
 done
-rt-dtgan eval --checkpoint "$RUNS/gan-recon/model.safetensors" --synthetic --identities 60 \
-    --judge "$RUNS/judge/encoder.safetensors" --ablation "$RUNS/ablation-recon/model.safetensors" --json "$RUNS/eval.json"
+rt-dtgan eval --checkpoint "$RUNS/gan-live/model.safetensors" --synthetic --identities 60 \
+    --judge "$RUNS/judge/encoder.safetensors" --ablation "$RUNS/ablation-live/model.safetensors" --json "$RUNS/eval.json"
 python tools/ship_model.py --runs "$RUNS" --eval "$RUNS/eval.json" --out rt_dtgan/assets

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
-from real_driving import REAL, pearson
+from real_driving import REAL, pearson, real_clips
 
 from rt_dtgan.checkpoint import load_checkpoint
 from rt_dtgan.commands.common import synthetic_source_factory
@@ -70,9 +69,7 @@ def read_source(encoder, window: int, spec: str) -> dict:
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(1)
-    clips = sorted(args.clips.glob("*.mp4")) if args.clips.is_dir() else []
-    if not clips:
-        sys.exit(f"no clips in {args.clips}")
+    clips = real_clips(args.clips)
     model = load_checkpoint(args.encoder, required_parts=["encoder"])
     encoder, window = model.encoder.eval(), model.config.stream_window
     sources = [str(clip) for clip in clips] + [f"synthetic:{EVAL_IDENTITY_OFFSET + i}" for i in range(args.synthetic)]

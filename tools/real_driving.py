@@ -42,6 +42,14 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def real_clips(folder: Path) -> list[Path]:
+    """The .mp4 clips of ``folder``, sorted; exits with one sentence when there are none."""
+    clips = sorted(folder.glob("*.mp4")) if folder.is_dir() else []
+    if not clips:
+        sys.exit(f"no clips in {folder}")
+    return clips
+
+
 def pearson(a: list[float], b: list[float]) -> float | None:
     a, b = np.asarray(a), np.asarray(b)
     if len(a) < 3 or a.std() == 0 or b.std() == 0:
@@ -90,9 +98,7 @@ def write_strip(path: str, pairs: list[tuple[np.ndarray, np.ndarray]], side: int
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(1)
-    clips = sorted(args.clips.glob("*.mp4")) if args.clips.is_dir() else []
-    if not clips:
-        sys.exit(f"no clips in {args.clips}")
+    clips = real_clips(args.clips)
     checkpoint = resolve_checkpoint(args.checkpoint)
     backend, _ = open_backend("auto", checkpoint, None, 1)
     engine = StreamEngine(backend)

@@ -181,7 +181,8 @@ class GanObjective:
         """Eq. 7 plus the moving-pixel term; the terms of weight 0 are neither computed nor logged."""
         config = self.config
         terms = {"g_frame_l1": (config.lambda_spatial, frame_l1(video, fake_video))}
-        terms["g_moving_l1"] = (config.lambda_motion, moving_l1(video, fake_video))
+        if config.lambda_motion > 0:
+            terms["g_moving_l1"] = (config.lambda_motion, moving_l1(video, fake_video))
         if self.adversarial:
             terms["g_adversarial"] = (config.lambda_adversarial, self._fooling_loss(fake_video, fake_dynamics))
         if config.lambda_dynamics > 0:

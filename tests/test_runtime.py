@@ -191,6 +191,12 @@ def test_set_target_takes_effect_on_the_next_frame_and_keeps_the_dynamics(model)
     assert np.abs(switched.astype(int) - expected.astype(int)).max() <= 1
 
 
+def test_a_torch_backend_leaves_the_callers_model_as_it_was(model):
+    parameter = next(model.parameters())
+    TorchBackend(model, half=True)
+    assert next(model.parameters()) is parameter and parameter.dtype == torch.float32
+
+
 def test_cuda_graphs_need_a_cuda_device(model):
     with pytest.raises(EngineError, match="CUDA graphs need a CUDA device"):
         TorchBackend(model, device="cpu", cuda_graphs=True)
@@ -205,3 +211,15 @@ def test_cuda_graph_replay_equals_eager_float16_over_streamed_frames(model):
     for crop in crops:
         expected, got = eager.step(streams[0], crop), replayed.step(streams[1], crop)
         assert np.abs(expected.astype(int) - got.astype(int)).max() <= 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+def test_cuda_float16_follows_cpu_float32_over_100_streamed_frames(model):
+    """The stated FP16 tolerance (as for TensorRT): within 8 of 255 levels per pixel, 1.5 on average."""
+    engines = [StreamEngine(TorchBackend(model)), StreamEngine(TorchBackend(model, device="cuda"))]
+    target, *crops = _crops(101, seed=23)
+    streams = [engine.open(target) for engine in engines]
+    for crop in crops:
+        reference, fp16 = (engine.step(stream, crop).astype(int) for engine, stream in zip(engines, streams))
+        difference = np.abs(reference - fp16)
+        assert difference.max() <= 8 and difference.mean() <= 1.5

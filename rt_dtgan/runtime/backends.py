@@ -4,6 +4,7 @@ else, so a backend can be torch modules, ONNX Runtime sessions or TensorRT engin
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 from typing import Protocol
@@ -76,7 +77,8 @@ class TorchBackend:
         self.cuda_graphs = cuda_graphs
         self.config = model.config
         self.specs = graph_specs(model.config)
-        self.graphs = {name: spec.build(model).to(self.device, self.dtype) for name, spec in self.specs.items()}
+        own_copy = copy.deepcopy(model)  # .to() below casts in place; the caller's model stays as it is
+        self.graphs = {name: spec.build(own_copy).to(self.device, self.dtype) for name, spec in self.specs.items()}
         self._captured: dict[tuple, CapturedGraph] = {}
 
     def run(self, graph: str, inputs: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -50,20 +50,13 @@ def hidden_and_static(encoder: DynamicsEncoder, video: Tensor) -> tuple[Tensor, 
     one and the same tensor."""
     batch, length = video.shape[:2]
     features = encoder.frame_features(video.flatten(0, 1)).unflatten(0, (batch, length))
-    first = _first_step(encoder, features[:, 0])
+    first = encoder.run_lstm(features[:, :1])[1]  # the state after the first frame
     first_hidden = first.h.unsqueeze(1)
     if length == 1:
         return first_hidden, first_hidden
     live = encoder.sequence_hidden(features[:, 1:], first)
     static = encoder.sequence_hidden(features[:, :1].expand(-1, length - 1, -1), first)
     return torch.cat([first_hidden, live], dim=1), torch.cat([first_hidden, static], dim=1)
-
-
-def _first_step(encoder: DynamicsEncoder, first_features: Tensor) -> LSTMState:
-    """The LSTM state after the first frame, from its features (B, feature_dim)."""
-    zero = encoder.initial_state(first_features.shape[0], first_features)
-    _, (h, c) = encoder.lstm(first_features.unsqueeze(1), (zero.h.unsqueeze(0), zero.c.unsqueeze(0)))
-    return LSTMState(h.squeeze(0), c.squeeze(0))
 
 
 def start_dynamics(encoder: DynamicsEncoder, anchor_frame: Tensor) -> tuple[Tensor, DynamicsState]:

@@ -3,6 +3,8 @@ resumed run continues bit for bit."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import socket
 
@@ -49,6 +51,17 @@ def test_gan_losses_fall_on_a_fixed_batch():
     # dynamics; G's adversarial term rises as the discriminators improve (a minimax game).
     for term in ("d_spatial", "d_dynamics", "g_frame_l1", "g_dynamics_l1", "g_moving_l1"):
         assert min(h[term] for h in history[-3:]) < history[0][term], term
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+@pytest.mark.parametrize("suppression", [True, False])
+def test_a_gan_step_back_propagates_through_the_frozen_encoder_on_cuda(suppression):
+    """A is frozen in eval mode, where cuDNN's LSTM has no backward pass."""
+    torch.manual_seed(0)
+    config = dataclasses.replace(ModelConfig.for_size(64), appearance_suppression=suppression)
+    objective = GanObjective(DynamicsTransferGAN(config).cuda(), GanTrainingConfig(appearance_suppression=suppression), 1)
+    losses = objective.step(synthetic_batch(TINY_DATA, step=0).to(torch.device("cuda")))
+    assert all(math.isfinite(value) for value in losses.values())
 
 
 def test_reconstruction_pretraining_leaves_the_discriminators_alone():

@@ -61,9 +61,16 @@ class DynamicsEncoder(nn.Module):
     def sequence_hidden(self, features: Tensor, state: LSTMState | None = None) -> Tensor:
         """features (B, T, feature_dim) -> hidden states H (B, T, hidden_dim), from ``state``
         or from zeros."""
+        return self.run_lstm(features, state)[0]
+
+    def run_lstm(self, features: Tensor, state: LSTMState | None = None) -> tuple[Tensor, LSTMState]:
+        """features (B, T, feature_dim) -> (H (B, T, hidden_dim), the state after the last step)."""
         initial = None if state is None else (state.h.unsqueeze(0), state.c.unsqueeze(0))
-        hidden, _ = self.lstm(features, initial)
-        return hidden
+        # cuDNN's LSTM has no backward in eval mode, and the frozen A of GAN training is in
+        # eval mode while eq. 6 back-propagates through it: use the native kernels then.
+        with torch.backends.cudnn.flags(enabled=self.training or not torch.is_grad_enabled()):
+            hidden, (h, c) = self.lstm(features, initial)
+        return hidden, LSTMState(h.squeeze(0), c.squeeze(0))
 
     def input_gates(self, features: Tensor) -> Tensor:
         """The input half of the LSTM gates, W_ih f + b_ih: (B, feature_dim) -> (B, 4 * hidden_dim).

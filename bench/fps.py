@@ -44,13 +44,16 @@ def parse_args() -> argparse.Namespace:
 
 
 def make_backend(name: str, model: DynamicsTransferGAN, checkpoint: str | None, workdir: Path, threads: int):
+    """torch (float16 on CUDA, float32 on the CPU), torch-graphs (CUDA graph replay) or onnxruntime."""
     if name == "torch":
         return TorchBackend(model, device="cuda" if torch.cuda.is_available() else "cpu")
+    if name == "torch-graphs":
+        return TorchBackend(model, device="cuda", cuda_graphs=True)
     if name == "onnxruntime":
         engine_dir = workdir / f"onnx-{model.config.image_size}"
         export_onnx(model, engine_dir, checkpoint)
         return OnnxRuntimeBackend(engine_dir, checkpoint, threads=threads)
-    raise SystemExit(f"unknown backend {name!r}; choose torch or onnxruntime")
+    raise SystemExit(f"unknown backend {name!r}; choose torch, torch-graphs (CUDA) or onnxruntime")
 
 
 def time_streams(engine: StreamEngine, streams: int, frames: int, warmup: int) -> dict:

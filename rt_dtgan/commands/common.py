@@ -27,7 +27,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, threads: int | None = 1
         "--threads", type=int, default=threads, help=f"CPU threads for the engine (default: {threads or 'all cores'})"
     )
     parser.add_argument(
-        "--cuda-graphs", action="store_true", help="torch backend on a CUDA GPU: replay recorded CUDA graphs (untested)"
+        "--cuda-graphs", action="store_true", help="torch backend on a CUDA GPU: replay recorded CUDA graphs"
     )
 
 

@@ -12,7 +12,16 @@ import pytest
 from rt_dtgan.cli import main
 from rt_dtgan.config import PreprocessConfig
 from rt_dtgan.face import FaceTracker
-from rt_dtgan.prepare import LAYOUTS, detect_layout, find_sequences, prepare_dataset, read_manifest, read_sequence
+from rt_dtgan.face.landmarks import MOTION_POINTS
+from rt_dtgan.prepare import (
+    LAYOUTS,
+    detect_layout,
+    find_sequences,
+    prepare_dataset,
+    read_landmarks,
+    read_manifest,
+    read_sequence,
+)
 from rt_dtgan.prepare import prepare as prepare_module
 from rt_dtgan.synth.dataset import VideoWriter, synthetic_target
 
@@ -138,9 +147,17 @@ def test_prepare_writes_the_manifest_and_lossless_videos_of_the_aligned_faces(pr
     crops = read_sequence(prepared, first)
     assert crops.shape == (FRAMES, SIZE, SIZE, 3) and crops.dtype == np.uint8
     with FaceTracker(PreprocessConfig(size=SIZE)) as tracker:
-        expected = [tracker.track(synthetic_target(0, 128), index / 30.0).crop for index in range(FRAMES)]
-    np.testing.assert_array_equal(crops, np.stack(expected))
-    assert sorted(path.name for path in (prepared / "sequences").iterdir()) == ["S005_001.mkv", "S010_001.mkv"]
+        expected = [tracker.track(synthetic_target(0, 128), index / 30.0) for index in range(FRAMES)]
+    np.testing.assert_array_equal(crops, np.stack([tracked.crop for tracked in expected]))
+    points = read_landmarks(prepared, first)
+    in_crop = [t.transform.apply(t.landmarks.points[list(MOTION_POINTS), :2]) / SIZE for t in expected]
+    np.testing.assert_allclose(points, np.stack(in_crop), atol=1e-6)
+    inner_lips_y = points[:, :2, 1]
+    assert (inner_lips_y > manifest["preprocess"]["left_eye"][1]).all() and (inner_lips_y < 1).all()
+    assert first["landmarks"] == "sequences/S005_001.landmarks.npy"
+    assert sorted(path.name for path in (prepared / "sequences").iterdir()) == [
+        "S005_001.landmarks.npy", "S005_001.mkv", "S010_001.landmarks.npy", "S010_001.mkv"
+    ]
 
 
 def test_a_sequence_without_a_face_is_skipped_with_the_reason(prepared):

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from rt_dtgan.config import EXPRESSION_CLASSES, ModelConfig, PreprocessConfig
+from rt_dtgan.face.landmarks import MOTION_POINTS
 from rt_dtgan.models import DynamicsTransferGAN
 from rt_dtgan.synth import Expression, Identity, render
 from rt_dtgan.synth.dataset import VideoWriter
@@ -21,9 +22,10 @@ from rt_dtgan.train.run import train_gan
 SIZE = 64
 
 
-def write_prepared(root, sequences: list[tuple[str, int, str | None]]) -> str:
-    """A prepared dataset of synthetic onsets, written as `data prepare` writes real ones:
-    sequences are (id, frames, label or None)."""
+def write_prepared(root, sequences: list[tuple[str, int, str | None]], with_landmarks: tuple[str, ...] = ()) -> str:
+    """A prepared dataset of synthetic onsets (the jaw drops), written as `data prepare` writes
+    real ones: sequences are (id, frames, label or None); those in ``with_landmarks`` get a
+    landmark track whose lower lip (MOTION_POINTS[1]) drops 0.1 of the crop over the onset."""
     (root / "sequences").mkdir(parents=True)
     entries = []
     for number, (name, frames, label) in enumerate(sequences):
@@ -31,10 +33,16 @@ def write_prepared(root, sequences: list[tuple[str, int, str | None]]) -> str:
         with VideoWriter(root / "sequences" / f"{name}.mkv", SIZE) as writer:
             for t in np.linspace(0.0, 1.0, frames):
                 writer.write(render(identity, Expression(jaw_drop=float(t)), None, SIZE))
-        entries.append({
+        entry = {
             "id": name, "source": name, "video": f"sequences/{name}.mkv", "subject": None, "label": label, "fps": 30.0,
             "frames": frames, "kept": frames, "kept_indices": list(range(frames)), "signature": "s",
-        })
+        }
+        if name in with_landmarks:
+            points = np.full((frames, len(MOTION_POINTS), 2), 0.5, dtype=np.float32)
+            points[:, 1, 1] += np.linspace(0.0, 0.1, frames, dtype=np.float32)
+            np.save(root / "sequences" / f"{name}.landmarks.npy", points)
+            entry["landmarks"] = f"sequences/{name}.landmarks.npy"
+        entries.append(entry)
     manifest = {
         "format": "rt-dtgan prepared faces", "version": 1, "size": SIZE, "layout": "folder",
         "preprocess": dataclasses.asdict(PreprocessConfig(size=SIZE)), "sequences": entries, "skipped": [],
@@ -46,7 +54,7 @@ def write_prepared(root, sequences: list[tuple[str, int, str | None]]) -> str:
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     root = tmp_path_factory.mktemp("prepared")
-    return write_prepared(root, [("a", 12, "surprise"), ("b", 80, None), ("c", 9, "happiness")])
+    return write_prepared(root, [("a", 12, "surprise"), ("b", 80, None), ("c", 9, "happiness")], with_landmarks=("b",))
 
 
 def test_batches_are_windows_with_labels_and_no_controls(prepared):
@@ -67,18 +75,42 @@ def test_batches_are_windows_with_labels_and_no_controls(prepared):
     assert torch.equal(batch.video, again.video) and not torch.equal(batch.video, prepared_batch(config, step=4).video)
 
 
-def test_encoder_pretraining_reads_only_labelled_sequences_and_skips_missing_controls(prepared, tmp_path):
-    config = PreparedDataConfig(root=prepared, batch_size=4, min_length=4, max_length=5, labelled_only=True)
-    assert {entry["id"] for entry in config.sequences()} == {"a", "c"}
-    batch = prepared_batch(config, step=0)
-    assert (batch.frame_labels >= 0).all()
+def test_encoder_pretraining_reads_sequences_with_a_target_and_skips_missing_ones(prepared, tmp_path):
+    config = PreparedDataConfig(root=prepared, batch_size=4, min_length=4, max_length=5, encoder_targets_only=True)
+    assert {entry["id"] for entry in config.sequences()} == {"a", "b", "c"}
+    bare = write_prepared(tmp_path / "bare", [("a", 12, "surprise"), ("u", 5, None)])
+    assert [entry["id"] for entry in PreparedDataConfig(root=bare, encoder_targets_only=True).sequences()] == ["a"]
     objective = EncoderObjective(DynamicsTransferGAN(ModelConfig.for_size(SIZE)), EncoderTrainingConfig(), 1)
-    losses = objective.step(batch)
+    losses = objective.step(prepared_batch(config, step=0))
     assert np.isfinite(losses["loss"]) and losses["control_mse"] == 0.0
     assert all(p.isfinite().all() for p in objective.model.encoder.parameters())
-    unlabelled = write_prepared(tmp_path / "unlabelled", [("u", 5, None)])
-    with pytest.raises(ValueError, match="no labelled sequences"):
-        PreparedDataConfig(root=unlabelled, labelled_only=True)
+    nothing = write_prepared(tmp_path / "nothing", [("u", 5, None)])
+    with pytest.raises(ValueError, match="no sequences with an expression label or landmarks"):
+        PreparedDataConfig(root=nothing, encoder_targets_only=True)
+
+
+def test_landmark_motion_runs_from_the_windows_first_frame_in_eye_distances(prepared):
+    config = PreparedDataConfig(root=prepared, batch_size=6, min_length=5, max_length=5, augment=False)
+    batch = prepared_batch(config, step=1)
+    eye_distance = 0.65 - 0.35  # PreprocessConfig's eye positions across the crop
+    for motion, index in zip(batch.landmark_motion, batch.identity_seeds):
+        if config.sequences()[index]["id"] != "b":
+            assert motion.isnan().all()
+            continue
+        assert (motion[0] == 0).all() and (motion[:, [0, *range(2, len(MOTION_POINTS))]] == 0).all()
+        lower_lip_drop = motion[:, 1, 1]
+        assert (lower_lip_drop.diff() > 0).all() and lower_lip_drop[-1] <= 0.1 / eye_distance + 1e-6
+    assert any(config.sequences()[i]["id"] == "b" for i in batch.identity_seeds)
+
+
+def test_the_landmark_target_teaches_a_to_read_unlabelled_video(tmp_path):
+    torch.manual_seed(0)
+    unlabelled = write_prepared(tmp_path / "unlabelled", [("b", 40, None)], with_landmarks=("b",))
+    config = PreparedDataConfig(root=unlabelled, batch_size=4, min_length=5, max_length=5, encoder_targets_only=True)
+    batch = prepared_batch(config, step=2)
+    objective = EncoderObjective(DynamicsTransferGAN(ModelConfig.for_size(SIZE)), EncoderTrainingConfig(learning_rate=3e-3), 1)
+    history = [objective.step(batch)["landmark_mse"] for _ in range(30)]
+    assert history[0] > 0 and history[-1] < 0.5 * history[0]
 
 
 def test_gan_trains_on_a_prepared_dataset(prepared, tmp_path):

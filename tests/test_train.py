@@ -166,6 +166,20 @@ def test_gan_training_can_start_from_another_models_generator(tmp_path):
         train_gan(config, tmp_path / "misfit", encoder, progress=False, init_checkpoint=other)
 
 
+def test_encoder_training_can_start_from_another_checkpoints_encoder(tmp_path):
+    from rt_dtgan.checkpoint import load_checkpoint, save_checkpoint
+
+    torch.manual_seed(7)
+    start = save_checkpoint(tmp_path / "start.safetensors", DynamicsTransferGAN(ModelConfig.for_size(64)), parts=["encoder"])
+    config = EncoderTrainingConfig(run=tiny_run(1), learning_rate=1e-12)
+    tuned = load_checkpoint(train_encoder(config, tmp_path / "tuned", progress=False, init_checkpoint=start), ["encoder"])
+    began = load_checkpoint(start, ["encoder"])
+    assert torch.allclose(tuned.encoder.lstm.weight_hh_l0, began.encoder.lstm.weight_hh_l0, atol=1e-6)
+    other = save_checkpoint(tmp_path / "other.safetensors", DynamicsTransferGAN(ModelConfig.for_size(128)), parts=["encoder"])
+    with pytest.raises(ValueError, match="encodes 128 px crops, but the training data is 64 px"):
+        train_encoder(config, tmp_path / "misfit", progress=False, init_checkpoint=other)
+
+
 def test_resumed_run_continues_bit_identically(tmp_path):
     straight = train_encoder(EncoderTrainingConfig(run=tiny_run(4)), tmp_path / "straight", progress=False)
     train_encoder(EncoderTrainingConfig(run=tiny_run(2)), tmp_path / "resumed", progress=False)

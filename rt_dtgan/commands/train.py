@@ -28,7 +28,9 @@ def add_parsers(commands) -> None:
         parser.add_argument("--max-length", type=int, default=16, help="longest sequence (frames)")
         parser.add_argument("--identities", type=int, default=5000, help="synthetic training identities")
         parser.add_argument(
-            "--data", help="a dataset made by `rt-dtgan data prepare` instead of synthetic faces (encoder: its labelled sequences)"
+            "--data",
+            help="a dataset made by `rt-dtgan data prepare` instead of synthetic faces (encoder: its sequences with a label "
+            "or landmarks)",
         )
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--workers", type=int, default=1, help="data-rendering processes")
@@ -53,6 +55,10 @@ def add_parsers(commands) -> None:
         if phase == "encoder":
             parser.add_argument("--lr", type=float, default=1e-3)
             parser.add_argument("--control-weight", type=float, default=4.0)
+            parser.add_argument(
+                "--landmark-weight", type=float, default=10.0, help="weight of the landmark-motion target on prepared real video"
+            )
+            parser.add_argument("--init", help="start A from this checkpoint's encoder (fine-tuning)")
             parser.add_argument(
                 "--lower-face-stretch", type=float, default=1.0,
                 help="stretch each synthetic sequence's face below the eyes by up to this factor (real faces are longer)",
@@ -102,7 +108,7 @@ def run_train(args: argparse.Namespace) -> int:
         if args.data:
             data = PreparedDataConfig(
                 root=args.data, batch_size=args.batch_size, min_length=args.min_length, max_length=args.max_length,
-                seed=args.seed, labelled_only=args.phase == "encoder",
+                seed=args.seed, encoder_targets_only=args.phase == "encoder",
             )
         else:
             data = SyntheticDataConfig(
@@ -115,7 +121,7 @@ def run_train(args: argparse.Namespace) -> int:
             loader_workers=args.workers, data=data,
         )
         if args.phase == "encoder":
-            config = EncoderTrainingConfig(run=run, learning_rate=args.lr, control_weight=args.control_weight)
+            config = EncoderTrainingConfig(run=run, learning_rate=args.lr, control_weight=args.control_weight, landmark_weight=args.landmark_weight)
         else:
             config = GanTrainingConfig(
                 run=run, generator_learning_rate=args.lr, discriminator_learning_rate=args.d_lr,
@@ -127,7 +133,10 @@ def run_train(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from error
     progress, tensorboard = not args.no_progress, args.tensorboard
     if args.phase == "encoder":
-        checkpoint = train_encoder(config, args.run_dir, progress, tensorboard)
+        try:
+            checkpoint = train_encoder(config, args.run_dir, progress, tensorboard, args.init)
+        except ValueError as error:
+            raise UsageError(str(error)) from error
     else:
         parts = tuple(part.strip() for part in args.init_parts.split(",") if part.strip())
         try:

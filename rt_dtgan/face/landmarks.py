@@ -19,6 +19,9 @@ IMAGE_RIGHT_EYE_CORNERS = (362, 263)
 # Inner lips (upper, lower) and the eyelids (upper, lower) of each eye, in the eye order above.
 INNER_LIPS = (13, 14)
 EYELIDS = ((159, 145), (386, 374))
+# The points whose motion from a sequence's first frame is A's self-supervised target on
+# unlabelled real video: inner lips, mouth corners, outer lips, eyelids, brows, chin.
+MOTION_POINTS = (13, 14, 61, 291, 0, 17, 159, 145, 386, 374, 105, 334, 152)
 
 
 @dataclass(frozen=True, eq=False)

@@ -7,6 +7,7 @@ from rt_dtgan.prepare.prepare import (
     MANIFEST_VERSION,
     PrepareError,
     prepare_dataset,
+    read_landmarks,
     read_manifest,
     read_sequence,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "detect_layout",
     "find_sequences",
     "prepare_dataset",
+    "read_landmarks",
     "read_manifest",
     "read_sequence",
 ]

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from rt_dtgan.config import SUPPORTED_SIZES, ModelConfig, PreprocessConfig
 from rt_dtgan.face import FaceError, FaceTracker, load_image
+from rt_dtgan.face.landmarks import MOTION_POINTS
 from rt_dtgan.media import Source, SourceError, open_source
 from rt_dtgan.prepare.layouts import LAYOUT_CHOICES, LAYOUTS, Layout, SequenceSource, detect_layout, find_sequences
 from rt_dtgan.synth.dataset import VideoWriter
@@ -122,13 +123,23 @@ def read_sequence(out: str | os.PathLike, entry: dict) -> np.ndarray:
     return np.stack(frames)
 
 
+def read_landmarks(out: str | os.PathLike, entry: dict) -> np.ndarray:
+    """The MOTION_POINTS of one manifest sequence entry: (kept, K, 2) float32 in crop
+    coordinates (0 to 1 across the crop), one row per kept frame."""
+    path = Path(out) / entry["landmarks"]
+    points = np.load(path)
+    if points.shape != (entry["kept"], len(MOTION_POINTS), 2):
+        raise PrepareError(f"{path} holds landmarks of shape {points.shape}, the manifest says {entry['kept']} frames: prepare it again")
+    return points
+
+
 def source_signature(sequence: SequenceSource, config: PreprocessConfig) -> str:
     """A hash of the sequence's file names, sizes and modification times and of ``config``."""
     files = []
     for path in sequence.files:
         status = path.stat()
         files.append([path.name, status.st_size, status.st_mtime_ns])
-    payload = json.dumps({"files": files, "preprocess": dataclasses.asdict(config)}, sort_keys=True)
+    payload = json.dumps({"files": files, "preprocess": dataclasses.asdict(config), "motion_points": MOTION_POINTS}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -139,10 +150,11 @@ def prepare_sequence(
     skipped entry (with ``reason``) when it cannot be read or shows too few faces."""
     relative = sequence.path.relative_to(root).as_posix()
     video = Path(SEQUENCES_FOLDER, f"{sequence.id}.mkv")
+    landmarks = Path(SEQUENCES_FOLDER, f"{sequence.id}.landmarks.npy")
     partial = out / video.with_name(f"{sequence.id}.partial.mkv")
     try:
         fps, frames = _source_frames(sequence, image_fps)
-        frame_count, kept_indices = _track_into(frames, fps, partial, config)
+        frame_count, kept_indices, points = _track_into(frames, fps, partial, config)
     except UnreadableSequence as error:
         partial.unlink(missing_ok=True)
         return _skipped(sequence, relative, signature, f"unreadable: {error}")
@@ -151,10 +163,12 @@ def prepare_sequence(
         partial.unlink(missing_ok=True)
         return _skipped(sequence, relative, signature, problem)
     partial.replace(out / video)
+    np.save(out / landmarks, np.asarray(points, dtype=np.float32))
     return {
         "id": sequence.id,
         "source": relative,
         "video": video.as_posix(),
+        "landmarks": landmarks.as_posix(),
         "subject": sequence.subject,
         "label": sequence.label,
         "fps": fps,
@@ -198,7 +212,7 @@ def _reusable_entries(out: Path, root: Path, sequences: list[SequenceSource], si
             entry is not None
             and entry.get("signature") == signatures[sequence.id]
             and entry.get("source") == sequence.path.relative_to(root).as_posix()
-            and ("reason" in entry or (out / entry.get("video", "")).is_file())
+            and ("reason" in entry or all((out / entry.get(key, "")).is_file() for key in ("video", "landmarks")))
         )
         if unchanged:
             reusable[sequence.id] = entry if "reason" in entry else {**entry, "subject": sequence.subject, "label": sequence.label}
@@ -272,10 +286,13 @@ def _reading(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         raise UnreadableSequence(str(error)) from error
 
 
-def _track_into(frames: Iterator[np.ndarray], fps: float, video: Path, config: PreprocessConfig) -> tuple[int, list[int]]:
+def _track_into(
+    frames: Iterator[np.ndarray], fps: float, video: Path, config: PreprocessConfig
+) -> tuple[int, list[int], list[np.ndarray]]:
     """Write the aligned crop of every frame with a face to ``video``, frame i at i / fps
-    seconds for the tracker's smoothing -> (number of frames, indices of the frames kept)."""
-    kept_indices = []
+    seconds for the tracker's smoothing -> (number of frames, indices of the frames kept,
+    per kept frame the MOTION_POINTS (K, 2) in crop coordinates, 0 to 1 across the crop)."""
+    kept_indices, points = [], []
     frame_count = 0
     with FaceTracker(config) as tracker, VideoWriter(video, config.size) as writer:
         for index, image in enumerate(frames):
@@ -284,7 +301,8 @@ def _track_into(frames: Iterator[np.ndarray], fps: float, video: Path, config: P
             if tracked.found:
                 writer.write(tracked.crop)
                 kept_indices.append(index)
-    return frame_count, kept_indices
+                points.append(tracked.transform.apply(tracked.landmarks.points[list(MOTION_POINTS), :2]) / config.size)
+    return frame_count, kept_indices, points
 
 
 def _too_few_faces(frame_count: int, kept: int) -> str | None:

@@ -36,15 +36,18 @@ class RunConfig:
 class EncoderTrainingConfig:
     """Pretraining A: per-frame expression recognition on H (cross-entropy; frames below
     35% of the apex are 'neutral', so recognition is robust to intensity) plus the
-    expression controls read linearly from z_d (mean squared error, ``control_weight``)."""
+    expression controls read linearly from z_d (mean squared error, ``control_weight``), plus,
+    on prepared real video, the motion of MediaPipe landmarks from the first frame read
+    linearly from z_d (mean squared error in inter-ocular distances, ``landmark_weight``)."""
 
     run: RunConfig = field(default_factory=RunConfig)
     learning_rate: float = 1e-3
     control_weight: float = 4.0
+    landmark_weight: float = 10.0
 
     def __post_init__(self) -> None:
-        if self.learning_rate <= 0 or self.control_weight < 0:
-            raise ValueError("learning_rate must be positive and control_weight non-negative")
+        if self.learning_rate <= 0 or self.control_weight < 0 or self.landmark_weight < 0:
+            raise ValueError("learning_rate must be positive, control_weight and landmark_weight non-negative")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from torch import Tensor
 from torch.utils.data import IterableDataset
 
 from rt_dtgan.config import EXPRESSION_CLASSES, HEAD_POSES, SENSOR_NOISES, SEQUENCE_KINDS, SUPPORTED_SIZES
+from rt_dtgan.face.landmarks import MOTION_POINTS
 from rt_dtgan.synth import BASIC_EXPRESSIONS, Expression, Identity, Pose, render
 from rt_dtgan.synth.geometry import FaceGeometry
 from rt_dtgan.synth.sequences import FrameSpec, freeform_track, onset_track
@@ -35,12 +36,14 @@ WINDOW_STARTS = 300
 class SequenceBatch:
     """video (B, T, 3, S, S) float in [-1, 1], frame 0 neutral; frame_labels (B, T) int64
     indices into EXPRESSION_CLASSES; expressions (B, T, C) float ground-truth controls in
-    [0, 1]; identity_seeds (B,) int64."""
+    [0, 1]; identity_seeds (B,) int64; landmark_motion (B, T, K, 2) float, the motion of
+    MOTION_POINTS from frame 0 in inter-ocular distances (NaN where unknown)."""
 
     video: Tensor
     frame_labels: Tensor
     expressions: Tensor
     identity_seeds: Tensor
+    landmark_motion: Tensor
 
     @property
     def sequence_labels(self) -> Tensor:
@@ -48,7 +51,7 @@ class SequenceBatch:
         return self.frame_labels[:, -1]
 
     def to(self, device: torch.device) -> SequenceBatch:
-        return SequenceBatch(*(t.to(device) for t in (self.video, self.frame_labels, self.expressions, self.identity_seeds)))
+        return SequenceBatch(*(getattr(self, field.name).to(device) for field in dataclasses.fields(self)))
 
 
 @dataclass(frozen=True)
@@ -116,8 +119,10 @@ def synthetic_batch(config: SyntheticDataConfig, step: int, rank: int = 0) -> Se
         video = stretch_lower_face(video, torch.tensor(factors, dtype=torch.float32), torch.tensor(eye_lines, dtype=torch.float32))
     if config.augment:
         video = augment_appearance(video, torch.Generator().manual_seed(int(rng.integers(2**62))))
+    batch, length = video.shape[:2]
+    unknown_motion = torch.full((batch, length, len(MOTION_POINTS), 2), float("nan"))
     return SequenceBatch(
-        video, torch.from_numpy(np.stack(labels)), torch.from_numpy(np.stack(expressions)), torch.tensor(seeds)
+        video, torch.from_numpy(np.stack(labels)), torch.from_numpy(np.stack(expressions)), torch.tensor(seeds), unknown_motion
     )
 
 

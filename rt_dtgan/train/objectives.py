@@ -16,6 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from rt_dtgan.checkpoint import save_checkpoint
 from rt_dtgan.dynamics import hidden_and_static, sequence_dynamics
+from rt_dtgan.face.landmarks import MOTION_POINTS
 from rt_dtgan.models import INFERENCE_PARTS, DynamicsTransferGAN
 from rt_dtgan.train.config import EncoderTrainingConfig, GanTrainingConfig
 from rt_dtgan.train.data import SequenceBatch
@@ -39,15 +40,20 @@ def unwrap(module: nn.Module) -> nn.Module:
 
 
 class EncoderPretraining(nn.Module):
-    """video (B, T, 3, S, S) -> (expression logits on H (B, T, K), controls read from z_d (B, T, C))."""
+    """video (B, T, 3, S, S) -> (expression logits on H (B, T, K), controls read from z_d
+    (B, T, C), landmark motion read from z_d (B, T, P, 2)). The landmark read-out is linear
+    without bias, like the controls', and lives in the trainer only: the runtime never reads it."""
 
     def __init__(self, model: DynamicsTransferGAN) -> None:
         super().__init__()
         self.encoder = model.encoder
+        self.landmark_readout = nn.Linear(model.config.encoder.hidden_dim, 2 * len(MOTION_POINTS), bias=False)
 
-    def forward(self, video: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, video: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         hidden, static = hidden_and_static(self.encoder, video)
-        return self.encoder.classify(hidden), self.encoder.regress_controls(hidden - static)
+        z_d = hidden - static
+        motion = self.landmark_readout(z_d).unflatten(-1, (len(MOTION_POINTS), 2))
+        return self.encoder.classify(hidden), self.encoder.regress_controls(z_d), motion
 
 
 class EncoderObjective:
@@ -57,18 +63,21 @@ class EncoderObjective:
 
     def __init__(self, model: DynamicsTransferGAN, config: EncoderTrainingConfig, world_size: int) -> None:
         self.model, self.config = model, config
-        self.network = distribute(EncoderPretraining(model), world_size)
-        self.optimizers = {"encoder": torch.optim.Adam(model.encoder.parameters(), lr=config.learning_rate)}
+        pretraining = EncoderPretraining(model).to(next(model.parameters()).device)
+        self.landmark_readout = pretraining.landmark_readout
+        self.network = distribute(pretraining, world_size)
+        self.optimizers = {"encoder": torch.optim.Adam(pretraining.parameters(), lr=config.learning_rate)}
 
     def modules(self) -> dict[str, nn.Module]:
-        return {"encoder": self.model.encoder}
+        return {"encoder": self.model.encoder, "landmark_readout": self.landmark_readout}
 
     def step(self, batch: SequenceBatch) -> dict[str, float]:
         self.network.train()
-        logits, controls = self.network(batch.video)
+        logits, controls, motion = self.network(batch.video)
         label_loss = frame_label_loss(logits, batch.frame_labels)
-        control_loss = control_error(controls, batch.expressions)
-        loss = label_loss + self.config.control_weight * control_loss
+        control_loss = known_mse(controls, batch.expressions)
+        landmark_loss = known_mse(motion, batch.landmark_motion)
+        loss = label_loss + self.config.control_weight * control_loss + self.config.landmark_weight * landmark_loss
         optimizer = self.optimizers["encoder"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -78,6 +87,7 @@ class EncoderObjective:
             "loss": loss.item(),
             "label_ce": label_loss.item(),
             "control_mse": control_loss.item(),
+            "landmark_mse": landmark_loss.item(),
             "frame_accuracy": (predictions == batch.frame_labels).float().mean().item(),
             "sequence_accuracy": (predictions[:, -1] == batch.sequence_labels).float().mean().item(),
         }
@@ -89,13 +99,14 @@ class EncoderObjective:
         return save_checkpoint(path, self.model, parts=["encoder"])
 
 
-def control_error(predicted: Tensor, truth: Tensor) -> Tensor:
-    """Mean squared error over the controls that are known (real data has none: NaN); 0
-    without any. Only known entries enter the graph, so NaN never reaches a gradient."""
+def known_mse(predicted: Tensor, truth: Tensor) -> Tensor:
+    """Mean squared error over the entries of ``truth`` that are known (NaN where not: real
+    data has no controls, synthetic data no MediaPipe landmarks); 0 without any. NaN never
+    enters the graph, and every prediction gets a gradient (zero where unknown), as
+    DistributedDataParallel wants."""
     known = truth.isfinite()
-    if not known.any():
-        return predicted.new_zeros(())
-    return (predicted[known] - truth[known]).pow(2).mean()
+    squared = (predicted - truth.nan_to_num()).pow(2)
+    return torch.where(known, squared, squared.new_zeros(())).sum() / known.sum().clamp(min=1)
 
 
 class DynamicsToFrames(nn.Module):

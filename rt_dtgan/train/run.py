@@ -22,16 +22,24 @@ INIT_PARTS = ("embedder", "generator")
 
 
 def train_encoder(
-    config: EncoderTrainingConfig, run_dir: str | os.PathLike, progress: bool = True, tensorboard: bool = False
+    config: EncoderTrainingConfig,
+    run_dir: str | os.PathLike,
+    progress: bool = True,
+    tensorboard: bool = False,
+    init_checkpoint: str | os.PathLike | None = None,
 ) -> Path:
-    """Pretrain A on synthetic onsets; writes run_dir/encoder.safetensors (part: encoder)."""
+    """Pretrain A; writes run_dir/encoder.safetensors (part: encoder). ``init_checkpoint``
+    (any checkpoint with an encoder of this size) gives A its starting weights."""
     distributed = setup_distributed()
     torch.manual_seed(config.run.seed)
-    model = DynamicsTransferGAN(ModelConfig.for_size(config.run.size)).to(distributed.device)
-    objective = EncoderObjective(model, config, distributed.world_size)
-    return run_training(
-        objective, config.run, run_dir, {"encoder_training": config_to_dict(config)}, distributed, ENCODER_CHECKPOINT, progress, tensorboard
-    )
+    model = DynamicsTransferGAN(ModelConfig.for_size(config.run.size))
+    config_dict = {"encoder_training": config_to_dict(config)}
+    if init_checkpoint is not None:
+        start = _checked_encoder(init_checkpoint, config.run.size)
+        model.encoder.load_state_dict(start.encoder.state_dict())
+        config_dict["init_sha256"] = file_sha256(init_checkpoint)
+    objective = EncoderObjective(model.to(distributed.device), config, distributed.world_size)
+    return run_training(objective, config.run, run_dir, config_dict, distributed, ENCODER_CHECKPOINT, progress, tensorboard)
 
 
 def train_gan(
@@ -47,11 +55,7 @@ def train_gan(
     run_dir/model.safetensors (parts A, F, G). ``init_checkpoint`` (a model checkpoint of
     the same networks) gives ``init_parts`` (of F and G) their starting weights."""
     distributed = setup_distributed()
-    pretrained = load_checkpoint(encoder_checkpoint, required_parts=["encoder"])
-    if pretrained.config.image_size != config.run.size:
-        raise ValueError(
-            f"{encoder_checkpoint} encodes {pretrained.config.image_size} px crops, but the GAN data is {config.run.size} px"
-        )
+    pretrained = _checked_encoder(encoder_checkpoint, config.run.size)
     torch.manual_seed(config.run.seed)
     model_config = dataclasses.replace(pretrained.config, appearance_suppression=config.appearance_suppression)
     model = DynamicsTransferGAN(model_config)
@@ -63,6 +67,14 @@ def train_gan(
     model.to(distributed.device)
     objective = GanObjective(model, config, distributed.world_size)
     return run_training(objective, config.run, run_dir, config_dict, distributed, MODEL_CHECKPOINT, progress, tensorboard)
+
+
+def _checked_encoder(checkpoint: str | os.PathLike, size: int) -> DynamicsTransferGAN:
+    """The model of ``checkpoint``, which must hold an encoder of ``size`` px crops."""
+    model = load_checkpoint(checkpoint, required_parts=["encoder"])
+    if model.config.image_size != size:
+        raise ValueError(f"{checkpoint} encodes {model.config.image_size} px crops, but the training data is {size} px")
+    return model
 
 
 def _start_from(model: DynamicsTransferGAN, init_checkpoint: str | os.PathLike, parts: tuple[str, ...]) -> None:

@@ -49,5 +49,7 @@ def dynamics_l1(real_dynamics: Tensor, fake_dynamics: Tensor) -> Tensor:
 
 
 def frame_label_loss(logits: Tensor, labels: Tensor) -> Tensor:
-    """logits (B, T, K), labels (B, T) -> cross-entropy over every frame."""
-    return F.cross_entropy(logits.flatten(0, 1), labels.flatten())
+    """logits (B, T, K), labels (B, T) (-100 where unknown) -> cross-entropy over the frames
+    with a label; 0 when none has one (unlabelled real video), not NaN."""
+    losses = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="none")
+    return losses.sum() / (labels != -100).sum().clamp(min=1)

@@ -3,7 +3,7 @@
     python tools/ship_model.py --runs runs/default --eval runs/default/eval.json --out rt_dtgan/assets \
         [--real-driving bench/results/real-driving-128.json]
 
-Reads RUNS/gan-live/model.safetensors and the runs' config.json and metrics.jsonl; writes
+Reads RUNS/gan-adv/model.safetensors and the runs' config.json and metrics.jsonl; writes
 OUT/default-128.safetensors (parts A, F, G in float16) and OUT/MODEL_CARD.md.
 """
 
@@ -35,8 +35,11 @@ def training_record(run_dir: Path) -> dict:
 
 
 # The recipe's runs in order (tools/train_default.sh); the shipped model is the last GAN run.
-RUNS = ("encoder", "judge", "gan-drift", "gan", "ablation", "gan-recon", "encoder-live", "gan-live", "ablation-live")
-SHIPPED_RUN = "gan-live"
+RUNS = (
+    "encoder", "judge", "gan-drift", "gan", "ablation", "gan-recon", "encoder-live", "gan-live", "ablation-live", "gan-adv",
+    "ablation-adv",
+)
+SHIPPED_RUN = "gan-adv"
 
 
 def model_card(records: dict[str, dict], figures: dict, weights: Path, real_driving: dict | None) -> str:
@@ -57,7 +60,9 @@ def model_card(records: dict[str, dict], figures: dict, weights: Path, real_driv
         "  a neutral anchor followed by free-form motion, up to 17 frames) with the lower face",
         "  stretched by up to 1.5 (real faces are longer than the synthetic ones);",
         "- gan-live, ablation-live: F and G by reconstruction on encoder-live, on the same mixed",
-        "  sequences, both from gan-recon; gan-live is this model, ablation-live its ablation.",
+        "  sequences, both from gan-recon (ablation-live driven by H);",
+        "- gan-adv, ablation-adv: the full eq. 7 plus the L1 over the moving pixels, fresh",
+        "  discriminators, from gan-live and ablation-live; gan-adv is this model, ablation-adv its ablation.",
         "",
         f"Hardware: {environment()['device']} (torch {torch.__version__}).",
         "",

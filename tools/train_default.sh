@@ -11,7 +11,9 @@
 #      followed by free-form motion) with the lower face stretched by up to 1.5 (real faces are longer);
 #   7. stage 4 on encoder-live, from stage 3's F and G: reconstruction on the same mixed sequences, and its
 #      ablation (G driven by H) from the same start;
-#   8. evaluate stage 4 on held-out identities and ship its fp16 weights with a model card.
+#   8. stage 5 from stage 4's F and G: the full eq. 7 (discriminators, eq. 6) plus the L1 over the moving
+#      pixels, fresh discriminators, 500 steps; and the same for the ablation from its stage 4;
+#   9. evaluate stage 5 on held-out identities and ship its fp16 weights with a model card.
 # Every step resumes where it stopped: run the script again to continue.
 # Several processes: set LAUNCH="torchrun --nproc_per_node N -m rt_dtgan" (default: rt-dtgan).
 set -euo pipefail
@@ -23,6 +25,7 @@ STAGE1_STEPS=${STAGE1_STEPS:-860}
 STAGE2_STEPS=${STAGE2_STEPS:-800}
 STAGE3_STEPS=${STAGE3_STEPS:-1100}
 STAGE4_STEPS=${STAGE4_STEPS:-1500}
+STAGE5_STEPS=${STAGE5_STEPS:-500}
 ENCODER="$RUNS/encoder/encoder.safetensors"
 STAGE1="$RUNS/gan-drift/model.safetensors"
 
@@ -51,6 +54,15 @@ for run in gan-live ablation-live; do
         --init "$RUNS/gan-recon/model.safetensors" --max-length 17 --sequences mixed --steps "$STAGE4_STEPS" \
         "${RECONSTRUCTION[@]}" "${extra[@]}"
 done
-rt-dtgan eval --checkpoint "$RUNS/gan-live/model.safetensors" --synthetic --identities 60 \
-    --judge "$RUNS/judge/encoder.safetensors" --ablation "$RUNS/ablation-live/model.safetensors" --json "$RUNS/eval.json"
-python tools/ship_model.py --runs "$RUNS" --eval "$RUNS/eval.json" --out rt_dtgan/assets
+for run in gan ablation; do
+    extra=()
+    [[ $run == ablation ]] && extra=(--no-suppression)
+    $LAUNCH train gan --run-dir "$RUNS/$run-adv" --encoder "$RUNS/encoder-live/encoder.safetensors" \
+        --init "$RUNS/$run-live/model.safetensors" --init-parts embedder,generator --size 128 --min-length 6 \
+        --max-length 17 --sequences mixed --batch-size 6 --steps "$STAGE5_STEPS" --checkpoint-every 50 "${extra[@]}"
+done
+rt-dtgan eval --checkpoint "$RUNS/gan-adv/model.safetensors" --synthetic --identities 60 \
+    --judge "$RUNS/judge/encoder.safetensors" --ablation "$RUNS/ablation-adv/model.safetensors" --json "$RUNS/eval.json"
+python tools/real_driving.py --checkpoint "$RUNS/gan-adv/model.safetensors" --target synthetic:1000004 \
+    --json "$RUNS/real-driving.json"
+python tools/ship_model.py --runs "$RUNS" --eval "$RUNS/eval.json" --out rt_dtgan/assets --real-driving "$RUNS/real-driving.json"

@@ -36,7 +36,7 @@ def training_record(run_dir: Path) -> dict:
 
 # The recipe's runs in order (tools/train_default.sh); the shipped model is the last GAN run.
 RUNS = (
-    "encoder", "judge", "gan-drift", "gan", "ablation", "gan-recon", "encoder-live", "gan-live", "ablation-live", "gan-adv",
+    "encoder", "judge", "judge-aligned", "gan-drift", "gan", "ablation", "gan-recon", "encoder-live", "gan-live", "ablation-live", "gan-adv",
     "ablation-adv",
 )
 SHIPPED_RUN = "gan-adv"
@@ -52,6 +52,8 @@ def model_card(records: dict[str, dict], figures: dict, weights: Path, real_driv
         "",
         "- encoder, judge: A and a separate judge pretrained on onsets of the six basic expressions",
         "  (6 to 14 frames, head drift, fresh sensor noise per frame);",
+        "- judge-aligned: the judge fine-tuned on eye-aligned onsets with one noise pattern per",
+        "  sequence, as the evaluation renders them (it scores expression accuracy);",
         "- gan-drift, gan, ablation: the GAN of section 3.3 (eq. 7), first on drifting onsets, then on",
         "  eye-aligned onsets with one noise pattern per sequence (gan and its ablation, G driven by H);",
         "- gan-recon: F and G by reconstruction (eq. 5 plus the L1 over the moving pixels, no",

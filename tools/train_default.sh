@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The recipe of the default 128 px model:
 #   1. pretrain the encoder A on synthetic onsets (head drift, per-frame sensor noise);
-#   2. train a separate judge encoder (another seed) that scores expression accuracy;
+#   2. train a separate judge encoder (another seed) that scores expression accuracy, then fine-tune it on
+#      eye-aligned sequences with one noise pattern per sequence, as the evaluation renders them;
 #   3. GAN stage 1 on A, with the head drift and per-frame noise of step 1;
 #   4. GAN stage 2 from stage 1's G (F starts afresh), on eye-aligned sequences with one noise pattern per
 #      sequence (the defaults of `train gan`), and its ablation (G driven by H) from the same start;
@@ -21,6 +22,7 @@ RUNS=${RUNS:-runs/default}
 LAUNCH=${LAUNCH:-rt-dtgan}
 ENCODER_STEPS=${ENCODER_STEPS:-1500}
 JUDGE_STEPS=${JUDGE_STEPS:-1500}
+JUDGE_ALIGNED_STEPS=${JUDGE_ALIGNED_STEPS:-800}
 STAGE1_STEPS=${STAGE1_STEPS:-860}
 STAGE2_STEPS=${STAGE2_STEPS:-800}
 STAGE3_STEPS=${STAGE3_STEPS:-1100}
@@ -33,6 +35,9 @@ $LAUNCH train encoder --run-dir "$RUNS/encoder" --size 128 --min-length 6 --max-
     --steps "$ENCODER_STEPS" --checkpoint-every 50
 $LAUNCH train encoder --run-dir "$RUNS/judge" --size 128 --min-length 6 --max-length 14 --batch-size 8 \
     --steps "$JUDGE_STEPS" --checkpoint-every 50 --seed 1
+$LAUNCH train encoder --run-dir "$RUNS/judge-aligned" --init "$RUNS/judge/encoder.safetensors" --size 128 --min-length 6 \
+    --max-length 16 --batch-size 8 --head-pose aligned --sensor-noise per-sequence --steps "$JUDGE_ALIGNED_STEPS" \
+    --checkpoint-every 50 --seed 1
 $LAUNCH train gan --run-dir "$RUNS/gan-drift" --encoder "$ENCODER" --size 128 --min-length 6 --max-length 12 \
     --batch-size 4 --steps "$STAGE1_STEPS" --checkpoint-every 50 --head-pose drift --sensor-noise per-frame --lambda-motion 0
 for run in gan ablation; do
@@ -62,7 +67,7 @@ for run in gan ablation; do
         --max-length 17 --sequences mixed --batch-size 6 --steps "$STAGE5_STEPS" --checkpoint-every 50 "${extra[@]}"
 done
 rt-dtgan eval --checkpoint "$RUNS/gan-adv/model.safetensors" --synthetic --identities 60 \
-    --judge "$RUNS/judge/encoder.safetensors" --ablation "$RUNS/ablation-adv/model.safetensors" --json "$RUNS/eval.json"
+    --judge "$RUNS/judge-aligned/encoder.safetensors" --ablation "$RUNS/ablation-adv/model.safetensors" --json "$RUNS/eval.json"
 python tools/real_driving.py --checkpoint "$RUNS/gan-adv/model.safetensors" --target synthetic:1000004 \
     --json "$RUNS/real-driving.json"
 python tools/ship_model.py --runs "$RUNS" --eval "$RUNS/eval.json" --out rt_dtgan/assets --real-driving "$RUNS/real-driving.json"

@@ -9,7 +9,7 @@ expression controls: they are NaN, and the encoder objective leaves them out. It
 self-supervised target instead is the motion of the MediaPipe landmarks that `data prepare`
 stored (MOTION_POINTS) from the window's first frame, in inter-ocular distances. Frame labels
 follow the sequence's expression from ``LABEL_INTENSITY`` of the way on (the position
-stands in for the unknown intensity); unlabelled sequences are for the GAN only.
+stands in for the unknown intensity); unlabelled sequences teach A through their landmarks.
 """
 
 from __future__ import annotations

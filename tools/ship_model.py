@@ -36,8 +36,8 @@ def training_record(run_dir: Path) -> dict:
 
 # The recipe's runs in order (tools/train_default.sh); the shipped model is the last GAN run.
 RUNS = (
-    "encoder", "judge", "judge-aligned", "gan-drift", "gan", "ablation", "gan-recon", "encoder-live", "gan-live", "ablation-live", "gan-adv",
-    "ablation-adv",
+    "encoder", "judge", "judge-aligned", "gan-drift", "gan", "ablation", "gan-recon", "encoder-live",
+    "gan-live", "ablation-live", "gan-adv", "ablation-adv",
 )
 SHIPPED_RUN = "gan-adv"
 

@@ -64,12 +64,11 @@ class EncoderObjective:
     def __init__(self, model: DynamicsTransferGAN, config: EncoderTrainingConfig, world_size: int) -> None:
         self.model, self.config = model, config
         pretraining = EncoderPretraining(model).to(next(model.parameters()).device)
-        self.landmark_readout = pretraining.landmark_readout
         self.network = distribute(pretraining, world_size)
         self.optimizers = {"encoder": torch.optim.Adam(pretraining.parameters(), lr=config.learning_rate)}
 
     def modules(self) -> dict[str, nn.Module]:
-        return {"encoder": self.model.encoder, "landmark_readout": self.landmark_readout}
+        return {"encoder": self.model.encoder, "landmark_readout": unwrap(self.network).landmark_readout}
 
     def step(self, batch: SequenceBatch) -> dict[str, float]:
         self.network.train()

@@ -210,13 +210,13 @@ def main() -> None:
         target = load_target_spec(target_spec, config)
         height, width = target.image.shape[:2]
         size = (width, height)
-        transfer = FaceTransfer(LocalDriver(engine, target.crop), target, FaceTracker(config))
+        transfer = FaceTransfer(LocalDriver(engine, target), target, FaceTracker(config))
         looping = LoopingCapture(source_spec)
         unpaced_run(transfer, looping, Path(workdir) / f"warmup.{args.sink}", size, 20)
         stages, fps, found = unpaced_run(transfer, looping, Path(workdir) / f"unpaced.{args.sink}", size, args.frames)
         looping.source.close()
         transfer.close()
-        transfer = FaceTransfer(LocalDriver(engine, target.crop), target, FaceTracker(config))
+        transfer = FaceTransfer(LocalDriver(engine, target), target, FaceTracker(config))
         paced, dropped, source_fps = paced_run(transfer, source_spec, Path(workdir) / f"paced.{args.sink}", size, args.paced_frames)
         transfer.close()
     rows = [{"stage": name, **percentiles(times)} for name, times in stages.items()]

@@ -20,6 +20,14 @@ SENSOR_NOISES = ("per-frame", "per-sequence")
 # Training sequences. "onset": neutral to apex; "window": the neutral anchor then free-form
 # motion, as the live stream's window sees it; "mixed": onsets on even steps, windows on odd.
 SEQUENCE_KINDS = ("onset", "window", "mixed")
+# What A reads per frame: the aligned crop's pixels (the paper), or the tracker's face mesh
+# aligned on the eyes (rt_dtgan.face.geometry), through a small MLP.
+ENCODER_INPUTS = ("rgb", "mesh")
+# How G draws: a U-Net redraws the crop (the paper), or F's keypoint offsets move the
+# portrait's own pixels through a thin-plate spline (rt_dtgan.models.warp).
+GENERATOR_KINDS = ("unet", "warp")
+# FaceMesh points without the iris refinement.
+MESH_POINTS = 468
 
 
 class ConfigError(ValueError):
@@ -65,8 +73,10 @@ class PreprocessConfig:
 
 @dataclass(frozen=True)
 class EncoderConfig:
-    """A: a strided CNN per frame (``channels`` per stage, each halving the side), a linear
-    projection of the flattened last map to ``feature_dim``, then a one-layer LSTM with ``hidden_dim`` units.
+    """A: per frame, with ``input`` "rgb", a strided CNN (``channels`` per stage, each halving
+    the side) and a linear projection of the flattened last map to ``feature_dim``; with
+    ``input`` "mesh", an MLP (``mesh_hidden`` widths) from the eye-aligned face mesh
+    (MESH_POINTS x 2) to ``feature_dim``. Then a one-layer LSTM with ``hidden_dim`` units.
     ``num_classes`` sizes the expression-recognition head (on H) and ``num_controls`` the
     expression-control readout (on z_d), both used only to pretrain A."""
 
@@ -75,8 +85,12 @@ class EncoderConfig:
     hidden_dim: int = 128
     num_classes: int = len(EXPRESSION_CLASSES)
     num_controls: int = 12
+    input: str = "rgb"
+    mesh_hidden: tuple[int, ...] = (256,)
 
     def __post_init__(self) -> None:
+        _require(self.input in ENCODER_INPUTS, f"encoder.input must be one of {ENCODER_INPUTS}, got {self.input!r}")
+        _check_positive("encoder.mesh_hidden", tuple(self.mesh_hidden))
         _check_positive("encoder.channels", tuple(self.channels))
         _check_positive("encoder dims", (self.feature_dim, self.hidden_dim, self.num_classes, self.num_controls))
 
@@ -85,14 +99,18 @@ class EncoderConfig:
 class EmbedderConfig:
     """F: z_d (hidden_dim) -> ``out_channels`` maps of the crop size. A linear layer makes a
     ``seed_side`` x ``seed_side`` grid of ``seed_channels``; transposed convolutions double
-    it up to the crop size. Dropout on the input and after the linear layer is F's noise."""
+    it up to the crop size. Dropout on the input and after the linear layer is F's noise.
+    For a "warp" generator F is instead a bias-free MLP (``offset_hidden`` widths) from z_d
+    to the keypoint offsets, so that z_d = 0 gives no motion exactly."""
 
     seed_channels: int = 32
     seed_side: int = 8
     out_channels: int = 1
     dropout: float = 0.1
+    offset_hidden: tuple[int, ...] = (256,)
 
     def __post_init__(self) -> None:
+        _check_positive("embedder.offset_hidden", tuple(self.offset_hidden))
         _check_positive("embedder dims", (self.seed_channels, self.seed_side, self.out_channels))
         _require(self.seed_side & (self.seed_side - 1) == 0, f"seed_side must be a power of two, got {self.seed_side}")
         _check_dropout("embedder.dropout", self.dropout)
@@ -100,17 +118,26 @@ class EmbedderConfig:
 
 @dataclass(frozen=True)
 class GeneratorConfig:
-    """G: a pix2pix-style U-Net. ``channels`` per encoder level (each halves the side);
-    the decoder mirrors it with skip connections. Dropout in the ``dropout_layers``
-    innermost decoder levels is G's noise. With ``residual`` the output is the target
-    plus a predicted change, clipped to [-1, 1]."""
+    """G. ``kind`` "unet": a pix2pix-style U-Net. ``channels`` per encoder level (each halves
+    the side); the decoder mirrors it with skip connections. Dropout in the
+    ``dropout_layers`` innermost decoder levels is G's noise. With ``residual`` the output
+    is the target plus a predicted change, clipped to [-1, 1].
 
+    ``kind`` "warp": F gives offsets of the portrait's keypoints (rt_dtgan.models.warp),
+    a thin-plate spline through them, sampled on a ``flow_grid`` x ``flow_grid`` grid and
+    upsampled, moves the portrait's own pixels; a U-Net of ``channels`` per level (no
+    dropout) gives a mask and the colours to blend in where the warp cannot show what is new."""
+
+    kind: str = "unet"
     channels: tuple[int, ...] = (16, 32, 64, 128, 192)
     dropout: float = 0.5
     dropout_layers: int = 2
     residual: bool = True
+    flow_grid: int = 64
 
     def __post_init__(self) -> None:
+        _require(self.kind in GENERATOR_KINDS, f"generator.kind must be one of {GENERATOR_KINDS}, got {self.kind!r}")
+        _require(8 <= self.flow_grid <= 256, f"generator.flow_grid must be in [8, 256], got {self.flow_grid}")
         _check_positive("generator.channels", tuple(self.channels))
         _check_dropout("generator.dropout", self.dropout)
         _require(0 <= self.dropout_layers <= len(self.channels), "generator.dropout_layers exceeds the depth")
@@ -158,7 +185,7 @@ class ModelConfig:
         size = self.preprocess.size
         _require(0 <= self.stream_window <= 120, f"stream_window must be in [0, 120], got {self.stream_window}")
         _require(
-            size >> len(self.encoder.channels) >= 1,
+            self.encoder.input != "rgb" or size >> len(self.encoder.channels) >= 1,
             f"encoder depth {len(self.encoder.channels)} is too deep for {size} px",
         )
         _require(self.embedder.seed_side <= size, f"embedder.seed_side exceeds the crop size {size}")
@@ -194,6 +221,26 @@ class ModelConfig:
             ),
         }
         return cls(preprocess=PreprocessConfig(size=size), **presets[size])
+
+    @classmethod
+    def geometry(cls, size: int) -> ModelConfig:
+        """The preset of ``for_size`` with A on the face mesh and G warping the portrait."""
+        preset = cls.for_size(size)
+        return dataclasses.replace(
+            preset,
+            encoder=dataclasses.replace(preset.encoder, input="mesh"),
+            generator=dataclasses.replace(preset.generator, kind="warp", channels=(16, 32, 64, 96)),
+        )
+
+    @property
+    def reads_mesh(self) -> bool:
+        """Whether A reads the face mesh (else the crop's pixels)."""
+        return self.encoder.input == "mesh"
+
+    @property
+    def warps(self) -> bool:
+        """Whether G moves the portrait's pixels (else a U-Net redraws the crop)."""
+        return self.generator.kind == "warp"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

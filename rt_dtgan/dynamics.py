@@ -129,10 +129,10 @@ def _replay(encoder: DynamicsEncoder, first: LSTMState, gates: Tensor) -> Tensor
 
 
 def windowed_offline(encoder: DynamicsEncoder, video: Tensor, window: int) -> Tensor:
-    """video (B, T, 3, S, S) -> windowed z_d (B, T, H), each frame's window run through
+    """video (B, T, 3, S, S) or meshes (B, T, P, 2) -> windowed z_d (B, T, H), each frame's window run through
     ``nn.LSTM`` from scratch: the reference the streaming form must match."""
     length = video.shape[1]
-    padded = torch.cat([video[:, :1].expand(-1, window, -1, -1, -1), video], dim=1)
+    padded = torch.cat([video[:, :1].expand(-1, window, *video.shape[2:]), video], dim=1)
     outputs = []
     for t in range(length):
         sequence = torch.cat([video[:, :1], padded[:, t + 1 : t + window + 1]], dim=1)

@@ -22,38 +22,42 @@ import zmq
 
 from rt_dtgan.face import FaceTracker, NeutralPicker, Target, TrackResult, paste_back
 from rt_dtgan.media import Capture, Frame
-from rt_dtgan.runtime.engine import StreamEngine
+from rt_dtgan.face.render import WarpPlan
+from rt_dtgan.runtime.engine import AlignedFace, Generated, StreamEngine
+from rt_dtgan.runtime.warping import KeypointMotion
 
 # How often a waiting pipeline thread looks whether it is asked to stop, in seconds.
 STAGE_POLL_S = 0.1
 
 
 class StreamDriver(Protocol):
-    """Makes generated crops for one stream, in-process or on a remote worker."""
+    """Makes generated frames for one stream, in-process or on a remote worker."""
 
-    def step(self, crop: np.ndarray) -> np.ndarray | None:
-        """crop (S, S, 3) uint8 -> generated crop, or None when none is available yet."""
+    def step(self, face: AlignedFace) -> Generated | None:
+        """An aligned face -> a generated crop or keypoint motion, or None when none is available yet."""
 
-    def recalibrate(self, reference_crop: np.ndarray | None = None) -> None:
-        """Make ``reference_crop`` the neutral anchor now, or, without one, the next frame."""
+    def recalibrate(self, reference: AlignedFace | None = None) -> None:
+        """Make the ``reference`` face the neutral anchor now, or, without one, the next frame."""
 
     def close(self) -> None: ...
 
 
 class LocalDriver:
-    """A stream on an in-process StreamEngine."""
+    """A stream on an in-process StreamEngine; ``strength`` scales a warping model's motion."""
 
-    def __init__(self, engine: StreamEngine, target_crop: np.ndarray, reference_crop: np.ndarray | None = None) -> None:
+    def __init__(
+        self, engine: StreamEngine, target: AlignedFace, reference: AlignedFace | None = None, strength: float = 1.0
+    ) -> None:
         self.engine = engine
-        self.stream = engine.open(target_crop)
-        if reference_crop is not None:
-            engine.recalibrate(self.stream, reference_crop)
+        self.stream = engine.open(target, strength)
+        if reference is not None:
+            engine.recalibrate(self.stream, reference)
 
-    def step(self, crop: np.ndarray) -> np.ndarray:
-        return self.engine.step(self.stream, crop)
+    def step(self, face: AlignedFace) -> Generated:
+        return self.engine.step(self.stream, face)
 
-    def recalibrate(self, reference_crop: np.ndarray | None = None) -> None:
-        self.engine.recalibrate(self.stream, reference_crop)
+    def recalibrate(self, reference: AlignedFace | None = None) -> None:
+        self.engine.recalibrate(self.stream, reference)
 
     def close(self) -> None:
         self.engine.close(self.stream)
@@ -101,6 +105,7 @@ class FaceTransfer:
         self.mirror = mirror
         self.neutral_picker = neutral_picker
         self.last_output = target.image
+        self._warp_plan: WarpPlan | None = None
 
     def process(self, frame: Frame) -> tuple[np.ndarray, FrameReport]:
         """frame (source image, any size) -> (output (H, W, 3) uint8 of the target's size, report)."""
@@ -126,18 +131,29 @@ class FaceTransfer:
         began = time.perf_counter()
         if self.neutral_picker is not None and (neutral := self.neutral_picker.offer(tracked)) is not None:
             self.driver.recalibrate(neutral)
-        generated = self.driver.step(tracked.crop)
+        generated = self.driver.step(tracked)
         stepped_at = time.perf_counter()
         if generated is not None:
-            self.last_output = paste_back(self.target, generated)
+            self.last_output = self._draw(generated)
         timings = (item.track_ms, item.align_ms, _ms(began, stepped_at), _ms(stepped_at, time.perf_counter()))
         return self.last_output, FrameReport(True, None, *timings)
 
-    def recalibrate(self, reference_crop: np.ndarray | None = None) -> None:
-        """The given crop, else the next frame, is y0; with a neutral picker, a new window
+    def _draw(self, generated: Generated) -> np.ndarray:
+        """The whole portrait for a generated crop (pasted back) or keypoint motion (warped)."""
+        if not isinstance(generated, KeypointMotion):
+            return paste_back(self.target, generated)
+        if generated.still:
+            return self.target.image.copy()
+        grid_side = generated.grid.shape[0]
+        if self._warp_plan is None or self._warp_plan.grid_side != grid_side:
+            self._warp_plan = WarpPlan.build(self.target, grid_side)
+        return self._warp_plan.render(generated.grid, generated.mask, generated.colour)
+
+    def recalibrate(self, reference: AlignedFace | None = None) -> None:
+        """The given face, else the next frame, is y0; with a neutral picker, a new window
         then looks for a more neutral one."""
-        self.driver.recalibrate(reference_crop)
-        if self.neutral_picker is not None and reference_crop is None:
+        self.driver.recalibrate(reference)
+        if self.neutral_picker is not None and reference is None:
             self.neutral_picker.restart()
 
     def close(self) -> None:
@@ -210,19 +226,19 @@ class RemoteDriver:
     take the newest result, or None while none has arrived. Offline (``blocking`` True):
     exactly one result per crop."""
 
-    def __init__(self, client, target_crop: np.ndarray, reference_crop: np.ndarray | None, blocking: bool) -> None:
+    def __init__(self, client, target: AlignedFace, reference: AlignedFace | None, blocking: bool) -> None:
         self.client, self.blocking = client, blocking
-        client.open(target_crop, reference_crop)
+        client.open(target.crop, None if reference is None else reference.crop)
 
-    def step(self, crop: np.ndarray) -> np.ndarray | None:
+    def step(self, face: AlignedFace) -> np.ndarray | None:
         if self.blocking:
-            return self.client.process(crop).crop
-        self.client.submit(crop)
+            return self.client.process(face.crop).crop
+        self.client.submit(face.crop)
         result = self.client.poll()
         return None if result is None else result.crop
 
-    def recalibrate(self, reference_crop: np.ndarray | None = None) -> None:
-        self.client.recalibrate(reference_crop)
+    def recalibrate(self, reference: AlignedFace | None = None) -> None:
+        self.client.recalibrate(None if reference is None else reference.crop)
 
     def close(self) -> None:
         self.client.close()

@@ -454,4 +454,4 @@ def test_the_most_neutral_face_of_the_window_is_picked():
             picked.append(picker.offer(tracked))
     assert mouths[3] < min(mouths[:3] + mouths[4:])
     assert all(p is None for p in picked[:5]) and all(p is None for p in picked[6:])  # 2 s after frame 0: frame 5
-    assert np.array_equal(picked[5], crops[3])
+    assert np.array_equal(picked[5].crop, crops[3])

@@ -82,7 +82,7 @@ def _local_transfer(model) -> FaceTransfer:
     from rt_dtgan.commands.common import load_target_spec
 
     target = load_target_spec(TARGET, model.config.preprocess)
-    return FaceTransfer(LocalDriver(StreamEngine(TorchBackend(model)), target.crop), target, FaceTracker(model.config.preprocess))
+    return FaceTransfer(LocalDriver(StreamEngine(TorchBackend(model)), target), target, FaceTracker(model.config.preprocess))
 
 
 def test_tracking_on_its_own_thread_gives_the_frames_of_one_thread_in_order():
@@ -126,7 +126,7 @@ def test_a_lost_face_holds_the_output_and_leaves_the_engine_alone(tmp_path):
     model = make_lively_model(64)
     engine = StreamEngine(TorchBackend(model))
     target = load_target_spec(TARGET, model.config.preprocess)
-    transfer = FaceTransfer(LocalDriver(engine, target.crop), target, FaceTracker(model.config.preprocess))
+    transfer = FaceTransfer(LocalDriver(engine, target), target, FaceTracker(model.config.preprocess))
     with open_source("lavfi:testsrc=size=160x120:rate=30", pace=False) as source:
         for _, frame in zip(range(5), source):
             image, report = transfer.process(frame)

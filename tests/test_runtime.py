@@ -101,7 +101,7 @@ def test_first_output_is_the_neutral_output_and_recalibration_returns_to_it(mode
     assert any(not np.array_equal(first, frame) for frame in moved)
     engine.recalibrate(stream)
     assert np.array_equal(engine.step(stream, crops[3]), first)
-    engine.recalibrate(stream, reference_crop=crops[2])
+    engine.recalibrate(stream, reference=crops[2])
     assert engine.frames_seen(stream) == 1
     assert np.array_equal(engine.step(stream, crops[2]), first), "the anchor frame itself means z_d = 0"
 

@@ -60,7 +60,7 @@ def pearson(a: list[float], b: list[float]) -> float | None:
 def drive_clip(engine: StreamEngine, target, clip: Path) -> tuple[dict, list[tuple[np.ndarray, np.ndarray]]]:
     """-> (figures of one clip, a few (source, output) frame pairs)."""
     config = engine.backend.config.preprocess
-    transfer = FaceTransfer(LocalDriver(engine, target.crop), target, FaceTracker(config))
+    transfer = FaceTransfer(LocalDriver(engine, target), target, FaceTracker(config))
     measured = {"source": [], "output": []}
     pairs = []
     with FaceMeshDetector(video_mode=True) as on_source, FaceMeshDetector(video_mode=True) as on_output:

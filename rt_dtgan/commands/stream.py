@@ -66,6 +66,10 @@ def add_face_arguments(parser: argparse.ArgumentParser) -> None:
         help="after the first 2 s (and after each recalibration), take the most neutral face seen as the reference",
     )
     parser.add_argument(
+        "--strength", type=float, default=1.0,
+        help="expression strength of a model that warps the portrait: 0 still, 1 as the driver moves (default), up to 3",
+    )
+    parser.add_argument(
         "--faces", type=int, default=1,
         help="faces to track, the largest drives (default 1: the first face found; 2 costs about 2 ms a frame)",
     )
@@ -73,7 +77,7 @@ def add_face_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _open_transfer(args: argparse.Namespace, source_spec: str, pace: bool, size=None, fps=None):
     """-> (source, FaceTransfer) for the parsed arguments, on a local or a remote engine."""
-    from rt_dtgan.face import FaceTracker, NeutralPicker, TrackerConfig
+    from rt_dtgan.face import FaceTracker, NeutralPicker, TrackerConfig, load_target
     from rt_dtgan.media import open_source, parse_size
     from rt_dtgan.pipeline import FaceTransfer
 
@@ -85,21 +89,21 @@ def _open_transfer(args: argparse.Namespace, source_spec: str, pace: bool, size=
         raise UsageError("--reference and --auto-reference exclude each other")
     config, make_driver = _remote_engine(args, blocking=not pace) if getattr(args, "remote", None) else _local_engine(args)
     target = load_target_spec(args.target, config)
-    reference = _reference_crop(args.reference, config) if args.reference else None
+    reference = load_target(args.reference, config) if args.reference else None
     capture_size = parse_size(size) if size else None
     source = open_source(source_spec, capture_size, fps, pace, synthetic_factory=synthetic_source_factory(args.frames))
-    driver = make_driver(target.crop, reference)
+    driver = make_driver(target, reference)
     tracker = FaceTracker(config, TrackerConfig(max_faces=args.faces))
     picker = NeutralPicker() if args.auto_reference else None
     return source, FaceTransfer(driver, target, tracker, mirror=getattr(args, "mirror", False), neutral_picker=picker)
 
 
 def _local_engine(args: argparse.Namespace):
-    """-> (the model's PreprocessConfig, make_driver(target_crop, reference_crop))."""
+    """-> (the model's PreprocessConfig, make_driver(target, reference)), both aligned faces."""
     from rt_dtgan.pipeline import LocalDriver
 
     engine, _ = open_engine(args)
-    return engine.backend.config.preprocess, lambda target, reference: LocalDriver(engine, target, reference)
+    return engine.backend.config.preprocess, lambda target, reference: LocalDriver(engine, target, reference, args.strength)
 
 
 def _remote_engine(args: argparse.Namespace, blocking: bool):
@@ -116,12 +120,6 @@ def _remote_engine(args: argparse.Namespace, blocking: bool):
     size = client.connect()
     print(f"engine: remote worker at {args.remote}, {size} px crops, {image_format} frames", file=sys.stderr)
     return PreprocessConfig(size=size), lambda target, reference: RemoteDriver(client, target, reference, blocking)
-
-
-def _reference_crop(path: str, config):
-    from rt_dtgan.face import load_target
-
-    return load_target(path, config).crop
 
 
 def run_transfer(args: argparse.Namespace) -> int:

@@ -21,13 +21,13 @@ DEFAULT_WINDOW_S = 2.0
 class _Candidate:
     mouth_opening: float
     eye_opening: float
-    crop: np.ndarray
+    face: TrackResult
 
 
 class NeutralPicker:
     """Offer it every tracked frame; once ``window_s`` seconds have passed since the first
-    frame offered (with a face), ``offer`` returns the crop (S, S, 3) uint8 of the most
-    neutral frame of the window, once. ``restart`` opens a new window."""
+    frame offered (with a face), ``offer`` returns the tracked face (its crop and mesh) of
+    the most neutral frame of the window, once. ``restart`` opens a new window."""
 
     def __init__(self, window_s: float = DEFAULT_WINDOW_S) -> None:
         if not window_s > 0:
@@ -40,18 +40,18 @@ class NeutralPicker:
         self._candidates: list[_Candidate] = []
         self._done = False
 
-    def offer(self, tracked: TrackResult) -> np.ndarray | None:
-        """The most neutral crop when this frame closes the window, else None."""
+    def offer(self, tracked: TrackResult) -> TrackResult | None:
+        """The most neutral face when this frame closes the window, else None."""
         if self._done or not tracked.found or tracked.landmarks is None:
             return None
         if self._started_at is None:
             self._started_at = tracked.timestamp
         landmarks = tracked.landmarks
-        self._candidates.append(_Candidate(landmarks.mouth_opening, landmarks.eye_opening, tracked.crop))
+        self._candidates.append(_Candidate(landmarks.mouth_opening, landmarks.eye_opening, tracked))
         if tracked.timestamp - self._started_at < self.window_s:
             return None
         self._done = True
-        return self._most_neutral().crop
+        return self._most_neutral().face
 
     def _most_neutral(self) -> _Candidate:
         """Score: mouth opening plus the distance of the eye opening from its window median."""

@@ -10,6 +10,7 @@ import numpy as np
 from rt_dtgan.config import PreprocessConfig
 from rt_dtgan.face.align import SimilarityTransform, align
 from rt_dtgan.face.errors import FaceNotFoundError
+from rt_dtgan.face.geometry import eye_units
 from rt_dtgan.face.images import check_rgb_image, load_image
 from rt_dtgan.face.landmarks import FaceLandmarks, FaceMeshDetector
 from rt_dtgan.face.paste import PasteConfig, PastePlan
@@ -21,7 +22,8 @@ PORTRAIT_MAX_FACES = 4  # the largest of these is the target
 class Target:
     """A prepared portrait. ``image`` (H, W, 3) uint8 full resolution (read-only view),
     ``crop`` (S, S, 3) uint8 aligned face, ``transform`` image -> crop pixels, ``landmarks``
-    in image pixels, ``paste_plan`` the precomputed paste-back, ``name`` for messages."""
+    in image pixels, ``mesh`` (MESH_POINTS, 2) float32 in eye units, ``paste_plan`` the
+    precomputed paste-back, ``name`` for messages."""
 
     name: str
     image: np.ndarray
@@ -30,6 +32,7 @@ class Target:
     landmarks: FaceLandmarks
     config: PreprocessConfig
     paste_plan: PastePlan
+    mesh: np.ndarray
 
 
 def prepare_target(
@@ -51,7 +54,7 @@ def prepare_target(
     image = image_rgb.view()
     image.flags.writeable = False
     plan = PastePlan.build(image, transform, config.size, paste or PasteConfig())
-    return Target(name, image, crop, transform, landmarks, config, plan)
+    return Target(name, image, crop, transform, landmarks, config, plan, eye_units(landmarks.points, transform, config))
 
 
 def load_target(path: str | Path, config: PreprocessConfig | None = None, paste: PasteConfig | None = None) -> Target:

@@ -10,6 +10,7 @@ import numpy as np
 
 from rt_dtgan.config import PreprocessConfig
 from rt_dtgan.face.align import SimilarityTransform, align
+from rt_dtgan.face.geometry import eye_units
 from rt_dtgan.face.images import check_rgb_image
 from rt_dtgan.face.landmarks import FaceLandmarks, FaceMeshDetector
 from rt_dtgan.face.smoothing import OneEuroConfig, OneEuroFilter
@@ -53,7 +54,8 @@ class TrackerConfig:
 class TrackResult:
     """One frame's outcome. When ``found``: ``crop`` (S, S, 3) uint8 aligned face,
     ``transform`` frame -> crop pixels, ``eyes`` (2, 2) the smoothed eye centres used for
-    it, ``landmarks`` the raw landmarks in frame pixels. Otherwise those are None and
+    it, ``landmarks`` the raw landmarks in frame pixels, ``mesh`` (MESH_POINTS, 2) float32
+    the landmarks in eye units of the crop (face/geometry.py). Otherwise those are None and
     ``reason`` says why (NO_FACE or FACE_TOO_SMALL)."""
 
     timestamp: float
@@ -63,6 +65,7 @@ class TrackResult:
     eyes: np.ndarray | None = None
     landmarks: FaceLandmarks | None = None
     reason: str | None = None
+    mesh: np.ndarray | None = None
 
 
 class FaceTracker:
@@ -96,7 +99,8 @@ class FaceTracker:
     def align(self, frame: np.ndarray, located: TrackResult) -> TrackResult:
         """The aligned crop for a face ``locate`` found in ``frame``."""
         crop, transform = align(frame, located.eyes, self.config)
-        return dataclasses.replace(located, crop=crop, transform=transform)
+        mesh = eye_units(located.landmarks.points, transform, self.config)
+        return dataclasses.replace(located, crop=crop, transform=transform, mesh=mesh)
 
     def locate(self, frame: np.ndarray, timestamp: float) -> TrackResult:
         """As ``track``, without the crop: finds the face and smooths its eyes (``crop`` and

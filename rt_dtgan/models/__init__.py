@@ -2,9 +2,10 @@
 
 from rt_dtgan.models.discriminators import DynamicsDiscriminator, SpatialDiscriminator
 from rt_dtgan.models.dtgan import INFERENCE_PARTS, PARTS, DynamicsTransferGAN
-from rt_dtgan.models.embedder import DynamicsEmbedder
+from rt_dtgan.models.embedder import DynamicsEmbedder, KeypointEmbedder
 from rt_dtgan.models.encoder import DynamicsEncoder, LSTMState
 from rt_dtgan.models.generator import UNetGenerator
+from rt_dtgan.models.warp import KeypointWarp, WarpGenerator
 
 __all__ = [
     "INFERENCE_PARTS",
@@ -13,6 +14,9 @@ __all__ = [
     "DynamicsEmbedder",
     "DynamicsEncoder",
     "DynamicsTransferGAN",
+    "KeypointEmbedder",
+    "KeypointWarp",
+    "WarpGenerator",
     "LSTMState",
     "SpatialDiscriminator",
     "UNetGenerator",

@@ -62,3 +62,23 @@ class DynamicsEmbedder(nn.Module):
     def forward(self, z_d: Tensor) -> Tensor:
         grid = self.to_grid(z_d).unflatten(1, (self.config.seed_channels, self.config.seed_side, self.config.seed_side))
         return self.upsample(grid)
+
+
+class KeypointEmbedder(nn.Module):
+    """F for a warping G: z_d (B, hidden_dim) -> keypoint offsets (B, keypoints, 2) in eye units.
+
+    A bias-free MLP with LeakyReLU: F(0) = 0 exactly, so z_d = 0 moves nothing. Dropout on
+    z_d is its noise. The last layer starts small: a fresh model barely moves the face."""
+
+    def __init__(self, config: EmbedderConfig, hidden_dim: int, keypoints: int) -> None:
+        super().__init__()
+        widths = (hidden_dim, *config.offset_hidden)
+        layers: list[nn.Module] = [nn.Dropout(config.dropout)]
+        for inputs, outputs in zip(widths, widths[1:]):
+            layers += [nn.Linear(inputs, outputs, bias=False), nn.LeakyReLU(LEAKY_SLOPE, inplace=True)]
+        self.layers = nn.Sequential(*layers, nn.Linear(widths[-1], keypoints * 2, bias=False))
+        nn.init.normal_(self.layers[-1].weight, std=0.01 / math.sqrt(widths[-1]))
+        self.keypoints = keypoints
+
+    def forward(self, z_d: Tensor) -> Tensor:
+        return self.layers(z_d).unflatten(1, (self.keypoints, 2))

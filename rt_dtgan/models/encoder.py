@@ -15,7 +15,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from rt_dtgan.config import EncoderConfig
+from rt_dtgan.config import MESH_POINTS, EncoderConfig
 
 
 class LSTMState(NamedTuple):
@@ -34,23 +34,40 @@ def conv_stage(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
+def mesh_mlp(config: EncoderConfig) -> nn.Sequential:
+    """(N, MESH_POINTS, 2) eye-aligned mesh in eye units -> (N, feature_dim) in (-1, 1)."""
+    widths = (MESH_POINTS * 2, *config.mesh_hidden)
+    layers: list[nn.Module] = [nn.Flatten()]
+    for inputs, outputs in zip(widths, widths[1:]):
+        layers += [nn.Linear(inputs, outputs), nn.LeakyReLU(0.2, inplace=True)]
+    return nn.Sequential(*layers, nn.Linear(widths[-1], config.feature_dim), nn.Tanh())
+
+
 class DynamicsEncoder(nn.Module):
-    """Frames (N, 3, S, S) in [-1, 1] -> features (N, feature_dim) -> LSTM hidden (B, T, hidden_dim)."""
+    """Per frame, a crop (3, S, S) in [-1, 1] (``input`` "rgb") or an eye-aligned mesh
+    (MESH_POINTS, 2) in eye units ("mesh") -> features (feature_dim) -> LSTM hidden (B, T, hidden_dim)."""
 
     def __init__(self, config: EncoderConfig, image_size: int) -> None:
         super().__init__()
         self.config = config
-        in_channels = (3,) + tuple(config.channels[:-1])
-        self.cnn = nn.Sequential(*(conv_stage(i, o) for i, o in zip(in_channels, config.channels)))
-        side = image_size >> len(config.channels)
-        self.project = nn.Sequential(nn.Flatten(), nn.Linear(config.channels[-1] * side * side, config.feature_dim), nn.Tanh())
+        if config.input == "mesh":
+            self.mesh_features = mesh_mlp(config)
+        else:
+            in_channels = (3,) + tuple(config.channels[:-1])
+            self.cnn = nn.Sequential(*(conv_stage(i, o) for i, o in zip(in_channels, config.channels)))
+            side = image_size >> len(config.channels)
+            flat = config.channels[-1] * side * side
+            self.project = nn.Sequential(nn.Flatten(), nn.Linear(flat, config.feature_dim), nn.Tanh())
         self.lstm = nn.LSTM(config.feature_dim, config.hidden_dim, batch_first=True)
         self.expression_head = nn.Linear(config.hidden_dim, config.num_classes)
         self.control_head = nn.Linear(config.hidden_dim, config.num_controls, bias=False)
 
     def frame_features(self, frames: Tensor) -> Tensor:
-        """frames (N, 3, S, S) float in [-1, 1] -> per-frame features (N, feature_dim). The last
-        feature map is flattened, not pooled: where a face moves matters to its expression."""
+        """frames (N, 3, S, S) float in [-1, 1], or meshes (N, MESH_POINTS, 2) -> per-frame
+        features (N, feature_dim). The last feature map is flattened, not pooled: where a
+        face moves matters to its expression."""
+        if self.config.input == "mesh":
+            return self.mesh_features(frames)
         return self.project(self.cnn(frames))
 
     def initial_state(self, batch: int, like: Tensor) -> LSTMState:
@@ -96,7 +113,7 @@ class DynamicsEncoder(nn.Module):
         return self.control_head(z_d)
 
     def forward(self, video: Tensor) -> Tensor:
-        """video (B, T, 3, S, S) in [-1, 1] -> H (B, T, hidden_dim)."""
+        """video (B, T, 3, S, S) in [-1, 1] or meshes (B, T, MESH_POINTS, 2) -> H (B, T, hidden_dim)."""
         batch, length = video.shape[:2]
         features = self.frame_features(video.flatten(0, 1)).unflatten(0, (batch, length))
         return self.sequence_hidden(features)

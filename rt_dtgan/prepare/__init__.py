@@ -9,6 +9,7 @@ from rt_dtgan.prepare.prepare import (
     prepare_dataset,
     read_landmarks,
     read_manifest,
+    read_mesh,
     read_sequence,
 )
 
@@ -25,5 +26,6 @@ __all__ = [
     "prepare_dataset",
     "read_landmarks",
     "read_manifest",
+    "read_mesh",
     "read_sequence",
 ]

@@ -18,7 +18,7 @@ from pathlib import Path
 from rt_dtgan.config import EXPRESSION_CLASSES
 from rt_dtgan.media.sources import DEFAULT_IMAGE_FPS
 
-VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm"})
+VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg"})
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 LABEL_NAMES = {name: name for name in EXPRESSION_CLASSES} | {
     "happy": "happiness",

@@ -25,7 +25,7 @@ import av
 import numpy as np
 from tqdm import tqdm
 
-from rt_dtgan.config import SUPPORTED_SIZES, ModelConfig, PreprocessConfig
+from rt_dtgan.config import MESH_POINTS, SUPPORTED_SIZES, ModelConfig, PreprocessConfig
 from rt_dtgan.face import FaceError, FaceTracker, load_image
 from rt_dtgan.face.landmarks import MOTION_POINTS
 from rt_dtgan.media import Source, SourceError, open_source
@@ -123,6 +123,18 @@ def read_sequence(out: str | os.PathLike, entry: dict) -> np.ndarray:
     return np.stack(frames)
 
 
+def read_mesh(out: str | os.PathLike, entry: dict) -> np.ndarray:
+    """The face mesh of one manifest sequence entry: (kept, MESH_POINTS, 2) float32 in eye
+    units (rt_dtgan.face.geometry), one row per kept frame."""
+    if "mesh" not in entry:
+        raise PrepareError(f"sequence {entry.get('id')} was prepared without face meshes: prepare it again")
+    path = Path(out) / entry["mesh"]
+    meshes = np.load(path)
+    if meshes.shape != (entry["kept"], MESH_POINTS, 2):
+        raise PrepareError(f"{path} holds meshes of shape {meshes.shape}, the manifest says {entry['kept']} frames: prepare it again")
+    return meshes
+
+
 def read_landmarks(out: str | os.PathLike, entry: dict) -> np.ndarray:
     """The MOTION_POINTS of one manifest sequence entry: (kept, K, 2) float32 in crop
     coordinates (0 to 1 across the crop), one row per kept frame."""
@@ -139,7 +151,10 @@ def source_signature(sequence: SequenceSource, config: PreprocessConfig) -> str:
     for path in sequence.files:
         status = path.stat()
         files.append([path.name, status.st_size, status.st_mtime_ns])
-    payload = json.dumps({"files": files, "preprocess": dataclasses.asdict(config), "motion_points": MOTION_POINTS}, sort_keys=True)
+    payload = json.dumps(
+        {"files": files, "preprocess": dataclasses.asdict(config), "motion_points": MOTION_POINTS, "mesh": MESH_POINTS},
+        sort_keys=True,
+    )
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -151,10 +166,11 @@ def prepare_sequence(
     relative = sequence.path.relative_to(root).as_posix()
     video = Path(SEQUENCES_FOLDER, f"{sequence.id}.mkv")
     landmarks = Path(SEQUENCES_FOLDER, f"{sequence.id}.landmarks.npy")
+    mesh = Path(SEQUENCES_FOLDER, f"{sequence.id}.mesh.npy")
     partial = out / video.with_name(f"{sequence.id}.partial.mkv")
     try:
         fps, frames = _source_frames(sequence, image_fps)
-        frame_count, kept_indices, points = _track_into(frames, fps, partial, config)
+        frame_count, kept_indices, points, meshes = _track_into(frames, fps, partial, config)
     except UnreadableSequence as error:
         partial.unlink(missing_ok=True)
         return _skipped(sequence, relative, signature, f"unreadable: {error}")
@@ -164,11 +180,13 @@ def prepare_sequence(
         return _skipped(sequence, relative, signature, problem)
     partial.replace(out / video)
     np.save(out / landmarks, np.asarray(points, dtype=np.float32))
+    np.save(out / mesh, np.asarray(meshes, dtype=np.float32))
     return {
         "id": sequence.id,
         "source": relative,
         "video": video.as_posix(),
         "landmarks": landmarks.as_posix(),
+        "mesh": mesh.as_posix(),
         "subject": sequence.subject,
         "label": sequence.label,
         "fps": fps,
@@ -212,7 +230,7 @@ def _reusable_entries(out: Path, root: Path, sequences: list[SequenceSource], si
             entry is not None
             and entry.get("signature") == signatures[sequence.id]
             and entry.get("source") == sequence.path.relative_to(root).as_posix()
-            and ("reason" in entry or all((out / entry.get(key, "")).is_file() for key in ("video", "landmarks")))
+            and ("reason" in entry or all((out / entry.get(key, "")).is_file() for key in ("video", "landmarks", "mesh")))
         )
         if unchanged:
             reusable[sequence.id] = entry if "reason" in entry else {**entry, "subject": sequence.subject, "label": sequence.label}
@@ -288,11 +306,12 @@ def _reading(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
 
 def _track_into(
     frames: Iterator[np.ndarray], fps: float, video: Path, config: PreprocessConfig
-) -> tuple[int, list[int], list[np.ndarray]]:
+) -> tuple[int, list[int], list[np.ndarray], list[np.ndarray]]:
     """Write the aligned crop of every frame with a face to ``video``, frame i at i / fps
     seconds for the tracker's smoothing -> (number of frames, indices of the frames kept,
-    per kept frame the MOTION_POINTS (K, 2) in crop coordinates, 0 to 1 across the crop)."""
-    kept_indices, points = [], []
+    per kept frame the MOTION_POINTS (K, 2) in crop coordinates, 0 to 1 across the crop,
+    and the whole mesh (MESH_POINTS, 2) in eye units)."""
+    kept_indices, points, meshes = [], [], []
     frame_count = 0
     with FaceTracker(config) as tracker, VideoWriter(video, config.size) as writer:
         for index, image in enumerate(frames):
@@ -302,7 +321,8 @@ def _track_into(
                 writer.write(tracked.crop)
                 kept_indices.append(index)
                 points.append(tracked.transform.apply(tracked.landmarks.points[list(MOTION_POINTS), :2]) / config.size)
-    return frame_count, kept_indices, points
+                meshes.append(tracked.mesh)
+    return frame_count, kept_indices, points, meshes
 
 
 def _too_few_faces(frame_count: int, kept: int) -> str | None:

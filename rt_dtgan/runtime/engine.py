@@ -1,87 +1,133 @@
 """StreamEngine: per-stream state around one shared backend; O(1) work per frame.
 
-A stream keeps its target (the tensor, the generator's first-convolution response to it
-and the neutral output G(x, F(0)), all computed once per target), the dynamics state (the
+A stream keeps its target (for a drawing G: the tensor, the generator's first-convolution
+response to it and the neutral output G(x, F(0)), all computed once per target; a warping
+G needs nothing of it here), the dynamics state (the
 tensors the model's step graph names: for a windowed stream the anchor's LSTM state, the
 last W input gates and the static h) and a frame counter. A step is one call of the
 backend's ``step`` graph; the frames of several streams go through in one batched call
 with ``step_many``.
+
+Faces come in as ``AlignedFace``: the aligned crop, and the face mesh in eye units; the
+model's encoder reads one of them. What comes out depends on the generator's kind: a crop
+(S, S, 3) uint8, or ``KeypointMotion``, F's offsets of the target's keypoints.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol, Union
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from rt_dtgan.config import MESH_POINTS
 from rt_dtgan.runtime.backends import Backend
-from rt_dtgan.runtime.graphs import graph_specs
+from rt_dtgan.runtime.graphs import GeneratorContract, graph_specs
+from rt_dtgan.runtime.warping import KeypointMotion, WarpStage
+
+
+class AlignedFace(Protocol):
+    """One face, aligned: ``crop`` (S, S, 3) uint8 RGB and ``mesh`` (MESH_POINTS, 2) float32
+    in eye units (a TrackResult, a Target or a ``Face``)."""
+
+    crop: np.ndarray
+    mesh: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class Face:
+    """An ``AlignedFace`` made by hand (tests, tools); ``mesh`` may be None for pixel models."""
+
+    crop: np.ndarray
+    mesh: np.ndarray | None = None
+
+
+Generated = Union[np.ndarray, KeypointMotion]
 
 
 @dataclass
 class _Stream:
-    target: Tensor
-    target_response: Tensor
+    """``target``: the step graph's per-target inputs (a drawing G), or for a warping G the
+    portrait crop (1, 3, S, S) and its mesh (1, MESH_POINTS, 2)."""
+
+    target: dict[str, Tensor]
     neutral_output: Tensor
-    dynamics: dict[str, Tensor] | None = None
+    strength: float = 1.0
+    dynamics: dict[str, Tensor] | None = field(default=None)
     frames: int = 0
 
 
 class StreamEngine:
-    """Many streams on one backend. Crops are uint8 (S, S, 3) RGB, aligned as the model's
-    PreprocessConfig says; outputs are the same."""
+    """Many streams on one backend. Faces are aligned as the model's PreprocessConfig says;
+    a bare uint8 (S, S, 3) RGB crop stands for a face where the model reads pixels."""
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
+        self.config = backend.config
         self.size = backend.config.image_size
-        self.state_keys = graph_specs(backend.config)["step"].state_inputs
+        self.contract = GeneratorContract.of(backend.config)
+        step = graph_specs(backend.config)["step"]
+        self.state_keys, self.target_keys = step.state_inputs, step.target_inputs
+        self.neutral_offsets_shape = () if self.contract.draws else step.outputs["offsets"]
+        self.warp_stage = None if self.contract.draws else WarpStage(backend.config, backend)
         self._streams: dict[int, _Stream] = {}
         self._ids = itertools.count(1)
 
-    def open(self, target_crop: np.ndarray) -> int:
-        """Start a stream driving ``target_crop``; its first frame becomes the anchor y0."""
+    def open(self, target: AlignedFace | np.ndarray, strength: float = 1.0) -> int:
+        """Start a stream driving ``target``; its first frame becomes the anchor y0.
+        ``strength`` scales the motion of a warping G (1 as the driver moves)."""
         stream_id = next(self._ids)
-        self._streams[stream_id] = self._prepare_target(target_crop)
+        self._streams[stream_id] = self._prepare_target(target)
+        self.set_strength(stream_id, strength)
         return stream_id
+
+    def set_strength(self, stream_id: int, strength: float) -> None:
+        """Scale the expression of a warping G's stream from the next frame on (0 holds the
+        target still, 1 moves it as the driver moves, up to 3)."""
+        if not 0.0 <= strength <= 3.0:
+            raise ValueError(f"expression strength must be in [0, 3], got {strength}")
+        if self.contract.draws and strength != 1.0:
+            raise ValueError("expression strength needs a model that warps the portrait; this one redraws the crop")
+        self._stream(stream_id).strength = strength
 
     def close(self, stream_id: int) -> None:
         if self._streams.pop(stream_id, None) is None:
             raise KeyError(f"no open stream {stream_id}")
 
-    def set_target(self, stream_id: int, target_crop: np.ndarray) -> None:
+    def set_target(self, stream_id: int, target: AlignedFace | np.ndarray) -> None:
         """Drive another target from the next frame on; the dynamics state is kept."""
         stream = self._stream(stream_id)
-        fresh = self._prepare_target(target_crop)
-        stream.target, stream.target_response, stream.neutral_output = fresh.target, fresh.target_response, fresh.neutral_output
+        fresh = self._prepare_target(target)
+        stream.target, stream.neutral_output = fresh.target, fresh.neutral_output
 
-    def recalibrate(self, stream_id: int, reference_crop: np.ndarray | None = None) -> None:
-        """Make ``reference_crop`` the anchor y0 now, or, without one, the next frame."""
+    def recalibrate(self, stream_id: int, reference: AlignedFace | np.ndarray | None = None) -> None:
+        """Make the ``reference`` face the anchor y0 now, or, without one, the next frame."""
         stream = self._stream(stream_id)
         stream.dynamics = None
         stream.frames = 0
-        if reference_crop is not None:
-            stream.dynamics = self._calibrate([to_tensor(reference_crop, self.size)])[0]
+        if reference is not None:
+            stream.dynamics = self._calibrate([self._driving(reference)])[0]
             stream.frames = 1
 
     def frames_seen(self, stream_id: int) -> int:
         """Frames since the stream's anchor, the anchor included."""
         return self._stream(stream_id).frames
 
-    def step(self, stream_id: int, crop: np.ndarray) -> np.ndarray:
-        return self.step_many([(stream_id, crop)])[0]
+    def step(self, stream_id: int, face: AlignedFace | np.ndarray) -> Generated:
+        return self.step_many([(stream_id, face)])[0]
 
-    def step_many(self, frames: Sequence[tuple[int, np.ndarray]]) -> list[np.ndarray]:
+    def step_many(self, frames: Sequence[tuple[int, AlignedFace | np.ndarray]]) -> list[Generated]:
         """One frame for each of several distinct streams -> their outputs, in order. Streams
         without an anchor take this frame as y0 and output their neutral frame."""
         ids = [stream_id for stream_id, _ in frames]
         if len(set(ids)) != len(ids):
             raise ValueError("step_many takes at most one frame per stream")
         streams = [self._stream(stream_id) for stream_id in ids]
-        tensors = [to_tensor(crop, self.size) for _, crop in frames]
+        tensors = [self._driving(face) for _, face in frames]
         outputs: list[Tensor | None] = [None] * len(frames)
         anchoring = [i for i, s in enumerate(streams) if s.dynamics is None]
         stepping = [i for i, s in enumerate(streams) if s.dynamics is not None]
@@ -94,7 +140,7 @@ class StreamEngine:
                 outputs[i] = output
         for stream in streams:
             stream.frames += 1
-        return [to_image(output) for output in outputs]
+        return self._generated(outputs, streams)
 
     def _stream(self, stream_id: int) -> _Stream:
         try:
@@ -102,21 +148,41 @@ class StreamEngine:
         except KeyError:
             raise KeyError(f"no open stream {stream_id}") from None
 
-    def _prepare_target(self, target_crop: np.ndarray) -> _Stream:
-        target = to_tensor(target_crop, self.size)
-        out = self.backend.run("target", {"target": target})
-        return _Stream(target, out["target_response"], out["neutral_output"])
+    def _driving(self, face: AlignedFace | np.ndarray) -> Tensor:
+        """A face -> what A reads of it, as a (1, ...) float32 tensor."""
+        if not self.config.reads_mesh:
+            return to_tensor(face if isinstance(face, np.ndarray) else face.crop, self.size)
+        mesh = None if isinstance(face, np.ndarray) else face.mesh
+        if mesh is None:
+            raise ValueError("this model reads the face mesh: give faces with a mesh (a tracked face), not bare crops")
+        return mesh_to_tensor(mesh)
+
+    def _prepare_target(self, target: AlignedFace | np.ndarray) -> _Stream:
+        if not self.contract.draws:
+            if isinstance(target, np.ndarray) or target.mesh is None:
+                raise ValueError("this model warps the target's own keypoints: give a target with a face mesh")
+            portrait = {"portrait": to_tensor(target.crop, self.size), "mesh": mesh_to_tensor(target.mesh)}
+            return _Stream(portrait, torch.zeros(1, *self.neutral_offsets_shape))
+        image = to_tensor(target if isinstance(target, np.ndarray) else target.crop, self.size)
+        out = self.backend.run("target", {"target": image})
+        return _Stream({"target": image, "target_response": out["target_response"]}, out["neutral_output"])
+
+    def _generated(self, outputs: list[Tensor], streams: list[_Stream]) -> list[Generated]:
+        if self.contract.draws:
+            return [to_image(output) for output in outputs]
+        offsets = torch.cat([output.float().cpu() * stream.strength for output, stream in zip(outputs, streams)])
+        portraits = torch.cat([stream.target["portrait"] for stream in streams])
+        meshes = torch.cat([stream.target["mesh"] for stream in streams])
+        return self.warp_stage.motions(offsets, portraits, meshes)
 
     def _calibrate(self, anchors: list[Tensor]) -> list[dict[str, Tensor]]:
         out = self.backend.run("calibrate", {"anchor": torch.cat(anchors)})
         return [{key: out[key][i : i + 1] for key in self.state_keys} for i in range(len(anchors))]
 
     def _step(self, streams: list[_Stream], frames: list[Tensor]) -> list[Tensor]:
-        inputs = {
-            "frame": torch.cat(frames),
-            "target": torch.cat([s.target for s in streams]),
-            "target_response": torch.cat([s.target_response for s in streams]),
-        }
+        inputs = {"frame": torch.cat(frames)}
+        for key in self.target_keys:
+            inputs[key] = torch.cat([s.target[key] for s in streams])
         for key in self.state_keys:
             inputs[key] = torch.cat([s.dynamics[key] for s in streams])
         out = self.backend.run("step", inputs)
@@ -124,7 +190,8 @@ class StreamEngine:
             for key in self.state_keys:
                 if f"next_{key}" in out:
                     stream.dynamics[key] = out[f"next_{key}"][i : i + 1]
-        return [out["output"][i : i + 1] for i in range(len(streams))]
+        output = out[self.contract.step_output]
+        return [output[i : i + 1] for i in range(len(streams))]
 
 
 def to_tensor(crop: np.ndarray, size: int) -> Tensor:
@@ -132,6 +199,13 @@ def to_tensor(crop: np.ndarray, size: int) -> Tensor:
     if crop.dtype != np.uint8 or crop.shape != (size, size, 3):
         raise ValueError(f"expected a uint8 ({size}, {size}, 3) RGB crop, got {crop.dtype} {crop.shape}")
     return torch.from_numpy(crop).permute(2, 0, 1).unsqueeze(0).float().div_(127.5).sub_(1.0)
+
+
+def mesh_to_tensor(mesh: np.ndarray) -> Tensor:
+    """float32 (MESH_POINTS, 2) in eye units -> float32 (1, MESH_POINTS, 2)."""
+    if mesh.shape != (MESH_POINTS, 2) or not np.isfinite(mesh).all():
+        raise ValueError(f"expected a finite ({MESH_POINTS}, 2) face mesh, got {mesh.dtype} {mesh.shape}")
+    return torch.from_numpy(np.asarray(mesh, dtype=np.float32)).unsqueeze(0)
 
 
 def to_image(frame: Tensor) -> np.ndarray:

@@ -5,10 +5,18 @@ same spec drives the torch backend, the ONNX export, the TensorRT build and the 
 tests. Every tensor is float32 (float16 inside TensorRT); B is the number of streams.
 
 - ``target``:    target (B, 3, S, S) -> target_response (B, C, S/2, S/2), neutral_output (B, 3, S, S)
-- ``calibrate``: anchor (B, 3, S, S) -> the stream's dynamics state
-- ``step``:      frame, target, target_response and the state -> output (B, 3, S, S),
+- ``calibrate``: anchor (B, *F) -> the stream's dynamics state
+- ``step``:      frame (B, *F), target, target_response and the state -> output (B, 3, S, S),
                  z_d (B, H) and ``next_<name>`` for each state tensor the step changes (ONNX
                  names a value once); state tensors without a ``next_`` stay as they are
+
+What A reads per frame, F: the aligned crop (3, S, S) in [-1, 1], or for a mesh-reading A
+the eye-aligned face mesh (MESH_POINTS, 2) in eye units. The generator's kind sets the rest
+(``GeneratorContract``): a U-Net draws ``output`` from the target and its response; a
+warping G has no target graph, its step gives ``offsets`` (B, K, 2), F's keypoint offsets
+in eye units, and a fourth graph refines the warp that the runtime makes of them:
+
+- ``refine``:    warped (B, 3, S, S), displacement (B, 2, S, S) -> mask (B, 1, S, S), colour (B, 3, S, S)
 
 The state, for a windowed stream (ModelConfig.stream_window = W > 0): first_h, first_c
 (B, H), recent_gates (B, W, 4H), static_h (B, H); for whole history (W = 0):
@@ -25,11 +33,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from rt_dtgan.config import ModelConfig
+from rt_dtgan.config import MESH_POINTS, ModelConfig
 from rt_dtgan.dynamics import DynamicsState, WindowState, start_dynamics, start_windowed, step_dynamics, step_windowed
 from rt_dtgan.models import DynamicsTransferGAN, LSTMState
+from rt_dtgan.models.warp import MOVING_POINTS
 
-STREAM_INPUTS = ("frame", "target", "target_response")
+STREAM_INPUTS = ("frame", "anchor", "target", "target_response", "warped", "displacement")
+TARGET_INPUTS = ("target", "target_response")
 
 
 class TargetGraph(nn.Module):
@@ -109,6 +119,54 @@ class WindowStepGraph(_StepGraph):
         return self.draw(target, target_response, z_d), z_d, state.recent_gates
 
 
+class WarpHistoryStepGraph(nn.Module):
+    def __init__(self, model: DynamicsTransferGAN) -> None:
+        super().__init__()
+        self.encoder, self.embedder = model.encoder, model.embedder
+
+    def forward(
+        self, frame: Tensor, anchor_gates: Tensor, live_h: Tensor, live_c: Tensor, static_h: Tensor, static_c: Tensor
+    ) -> tuple[Tensor, ...]:
+        state = DynamicsState(anchor_gates, LSTMState(live_h, live_c), LSTMState(static_h, static_c))
+        z_d, state = step_dynamics(self.encoder, frame, state)
+        return self.embedder(z_d), z_d, state.live.h, state.live.c, state.static.h, state.static.c
+
+
+class WarpWindowStepGraph(nn.Module):
+    def __init__(self, model: DynamicsTransferGAN) -> None:
+        super().__init__()
+        self.encoder, self.embedder = model.encoder, model.embedder
+
+    def forward(self, frame: Tensor, first_h: Tensor, first_c: Tensor, recent_gates: Tensor, static_h: Tensor) -> tuple[Tensor, ...]:
+        state = WindowState(LSTMState(first_h, first_c), recent_gates, static_h)
+        z_d, state = step_windowed(self.encoder, frame, state)
+        return self.embedder(z_d), z_d, state.recent_gates
+
+
+class RefineGraph(nn.Module):
+    def __init__(self, model: DynamicsTransferGAN) -> None:
+        super().__init__()
+        self.refiner = model.generator.refiner
+
+    def forward(self, warped: Tensor, displacement: Tensor) -> tuple[Tensor, Tensor]:
+        return self.refiner(warped, displacement)
+
+
+@dataclass(frozen=True)
+class GeneratorContract:
+    """What a generator kind asks of a stream and gives per frame: ``draws`` True, a crop
+    ``output`` drawn from the target (a target graph prepares it once); False, keypoint
+    ``offsets`` of the target's own mesh, rendered outside the graphs. ``step_output`` names
+    the step graph's first output."""
+
+    draws: bool
+    step_output: str
+
+    @classmethod
+    def of(cls, config: ModelConfig) -> GeneratorContract:
+        return cls(draws=False, step_output="offsets") if config.warps else cls(draws=True, step_output="output")
+
+
 @dataclass(frozen=True)
 class GraphSpec:
     """Names and sample shapes of one graph; dimension 0 of every tensor is the batch B."""
@@ -122,11 +180,11 @@ class GraphSpec:
         return self.module_type(model).eval()
 
     def sample_inputs(self, batch: int = 1, seed: int = 0) -> dict[str, Tensor]:
-        """Random inputs of the right shapes: images uniform in [-1, 1], states small normals."""
+        """Random inputs of the right shapes: images uniform in [-1, 1], meshes and states small normals."""
         generator = torch.Generator().manual_seed(seed)
         return {
             name: (torch.rand((batch, *shape), generator=generator) * 2 - 1)
-            if name in STREAM_INPUTS
+            if name in STREAM_INPUTS and len(shape) == 3
             else 0.3 * torch.randn((batch, *shape), generator=generator)
             for name, shape in self.inputs.items()
         }
@@ -136,23 +194,40 @@ class GraphSpec:
         """The dynamics state tensors among the inputs (the step graph's)."""
         return [name for name in self.inputs if name not in STREAM_INPUTS]
 
+    @property
+    def target_inputs(self) -> list[str]:
+        """The per-target tensors among the inputs (the step graph's; none for a warping G)."""
+        return [name for name in self.inputs if name in TARGET_INPUTS]
+
 
 def graph_specs(config: ModelConfig) -> dict[str, GraphSpec]:
-    """The target, calibrate and step specs for a model of ``config`` (shapes without the batch axis)."""
+    """The target (drawing generators only), calibrate and step specs for a model of
+    ``config`` (shapes without the batch axis)."""
     if not config.appearance_suppression:
         raise ValueError("this model feeds G with H (the paper's ablation); it is for evaluation, not streaming")
     size, hidden = config.image_size, config.encoder.hidden_dim
     image = (3, size, size)
-    response = (config.generator.channels[0], size // 2, size // 2)
+    frame = (MESH_POINTS, 2) if config.reads_mesh else image
     if config.stream_window:
         state = {"first_h": (hidden,), "first_c": (hidden,), "recent_gates": (config.stream_window, 4 * hidden), "static_h": (hidden,)}
-        changing, graphs = ("recent_gates",), (WindowCalibrateGraph, WindowStepGraph)
+        changing, calibrate, steps = ("recent_gates",), WindowCalibrateGraph, (WindowStepGraph, WarpWindowStepGraph)
     else:
         state = {"anchor_gates": (4 * hidden,), "live_h": (hidden,), "live_c": (hidden,), "static_h": (hidden,), "static_c": (hidden,)}
-        changing, graphs = ("live_h", "live_c", "static_h", "static_c"), (HistoryCalibrateGraph, HistoryStepGraph)
-    step_outputs = {"output": image, "z_d": (hidden,)} | {f"next_{name}": state[name] for name in changing}
-    return {
-        "target": GraphSpec("target", {"target": image}, {"target_response": response, "neutral_output": image}, TargetGraph),
-        "calibrate": GraphSpec("calibrate", {"anchor": image}, state, graphs[0]),
-        "step": GraphSpec("step", {"frame": image, "target": image, "target_response": response} | state, step_outputs, graphs[1]),
-    }
+        changing = ("live_h", "live_c", "static_h", "static_c")
+        calibrate, steps = HistoryCalibrateGraph, (HistoryStepGraph, WarpHistoryStepGraph)
+    next_state = {f"next_{name}": state[name] for name in changing}
+    specs = {"calibrate": GraphSpec("calibrate", {"anchor": frame}, state, calibrate)}
+    if GeneratorContract.of(config).draws:
+        response = (config.generator.channels[0], size // 2, size // 2)
+        target_outputs = {"target_response": response, "neutral_output": image}
+        specs["target"] = GraphSpec("target", {"target": image}, target_outputs, TargetGraph)
+        step_inputs = {"frame": frame, "target": image, "target_response": response} | state
+        step_outputs = {"output": image, "z_d": (hidden,)} | next_state
+        specs["step"] = GraphSpec("step", step_inputs, step_outputs, steps[0])
+    else:
+        offsets = (len(MOVING_POINTS), 2)
+        step_outputs = {"offsets": offsets, "z_d": (hidden,)} | next_state
+        specs["step"] = GraphSpec("step", {"frame": frame} | state, step_outputs, steps[1])
+        refine_inputs = {"warped": image, "displacement": (2, size, size)}
+        specs["refine"] = GraphSpec("refine", refine_inputs, {"mask": (1, size, size), "colour": image}, RefineGraph)
+    return specs

@@ -1,0 +1,222 @@
+"""G of kind "warp": the portrait's own pixels, moved by a thin-plate spline through its
+keypoints displaced by F's offsets, then refined where the warp cannot show what is new
+(the inside of an opening mouth, teeth, shading) by a small U-Net that gives a blend mask
+and the colours to blend in.
+
+Coordinates: *eye units* put the crop's eye midpoint at (0, 0) and the image-right eye
+at (0.5, 0); one unit is the distance between the eyes. Crops are aligned on the eyes, so
+an offset in eye units means the same motion on every face, whatever its size and roll
+in the original image. ``EyeFrame`` converts to crop pixels.
+
+The spline is fitted per frame from the moved keypoints (output positions) back to the
+portrait's keypoints (where to sample), so a mouth that opens samples its lips' own pixels
+across the gap (no interior is invented here). Points of the upper head outline and the
+crop border are held still; with all offsets zero the map is the identity.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional
+
+from rt_dtgan.config import GeneratorConfig, PreprocessConfig
+from rt_dtgan.models.generator import down_stage, up_stage
+
+LIPS_OUTER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
+LIPS_INNER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191)
+EYE_IMAGE_LEFT = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)
+EYE_IMAGE_RIGHT = (362, 382, 381, 380, 374, 373, 390, 249, 263, 466, 388, 387, 386, 385, 384, 398)
+BROWS = (70, 63, 105, 66, 107, 55, 65, 52, 53, 46, 300, 293, 334, 296, 336, 285, 295, 282, 283, 276)
+JAW = (58, 172, 136, 150, 149, 176, 148, 152, 377, 400, 378, 379, 365, 397, 288)
+CHEEKS_AND_NOSE = (205, 425, 50, 280, 1, 98, 327)
+# The FaceMesh points F moves (its offsets come in this order).
+MOVING_POINTS = LIPS_OUTER + LIPS_INNER + EYE_IMAGE_LEFT + EYE_IMAGE_RIGHT + BROWS + JAW + CHEEKS_AND_NOSE
+# The upper head outline, held still with the crop border.
+HELD_POINTS = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 109, 67, 103, 54, 21, 162, 127, 234, 93)
+BORDER_POINTS_PER_SIDE = 5
+# Ridge on the spline's kernel (in crop sides squared): keeps coincident keypoints (closed lips) solvable.
+SPLINE_RIDGE = 1e-6
+
+
+class EyeFrame:
+    """Eye units <-> crop pixels for crops made by ``PreprocessConfig``."""
+
+    def __init__(self, preprocess: PreprocessConfig) -> None:
+        (lx, ly), (rx, ry) = preprocess.left_eye, preprocess.right_eye
+        size = preprocess.size
+        self.origin = ((lx + rx) * size / 2, (ly + ry) * size / 2)
+        axis = complex(rx - lx, ry - ly) * size  # one eye unit, as a crop-pixel vector
+        self.axis = (axis.real, axis.imag)
+
+    def to_pixels(self, units: Tensor) -> Tensor:
+        """(..., 2) eye units -> (..., 2) crop pixels."""
+        (ax, ay), (ox, oy) = self.axis, self.origin
+        x, y = units[..., 0], units[..., 1]
+        return torch.stack([ax * x - ay * y + ox, ay * x + ax * y + oy], dim=-1)
+
+    def vectors_to_pixels(self, units: Tensor) -> Tensor:
+        """(..., 2) displacements in eye units -> (..., 2) in crop pixels."""
+        (ax, ay) = self.axis
+        x, y = units[..., 0], units[..., 1]
+        return torch.stack([ax * x - ay * y, ay * x + ax * y], dim=-1)
+
+
+def border_points(size: int) -> Tensor:
+    """(4 * BORDER_POINTS_PER_SIDE, 2) points along the crop's edge, in crop pixels."""
+    steps = torch.linspace(0.0, float(size), BORDER_POINTS_PER_SIDE + 1, dtype=torch.float64)[:-1]
+    top = torch.stack([steps, torch.zeros_like(steps)], dim=-1)
+    right = torch.stack([torch.full_like(steps, float(size)), steps], dim=-1)
+    bottom = torch.stack([size - steps, torch.full_like(steps, float(size))], dim=-1)
+    left = torch.stack([torch.zeros_like(steps), size - steps], dim=-1)
+    return torch.cat([top, right, bottom, left])
+
+
+def _spline_kernel(squared_distance: Tensor) -> Tensor:
+    """U(r) = r^2 log r^2, 0 at r = 0."""
+    return squared_distance * torch.log(squared_distance.clamp_min(1e-30))
+
+
+def fit_spline(anchors: Tensor, values: Tensor) -> Tensor:
+    """A thin-plate spline through ``anchors`` (B, M, 2) taking ``values`` (B, M, 2) there
+    -> its coefficients (B, M + 3, 2): M kernel weights, then the affine part (1, x, y).
+    Coordinates should be of order 1 (crop sides)."""
+    batch, count = anchors.shape[:2]
+    kernel = _spline_kernel(torch.cdist(anchors, anchors).square())
+    kernel = kernel + SPLINE_RIDGE * torch.eye(count, dtype=anchors.dtype)
+    affine = torch.cat([anchors.new_ones(batch, count, 1), anchors], dim=-1)
+    system = torch.cat(
+        [torch.cat([kernel, affine], dim=-1), torch.cat([affine.transpose(1, 2), anchors.new_zeros(batch, 3, 3)], dim=-1)],
+        dim=1,
+    )
+    right_side = torch.cat([values, values.new_zeros(batch, 3, 2)], dim=1)
+    return torch.linalg.solve(system, right_side)
+
+
+def evaluate_spline(anchors: Tensor, coefficients: Tensor, points: Tensor) -> Tensor:
+    """The spline of ``fit_spline`` at ``points`` (B, P, 2) -> (B, P, 2)."""
+    kernel = _spline_kernel(torch.cdist(points, anchors).square())
+    affine = torch.cat([points.new_ones(*points.shape[:2], 1), points], dim=-1)
+    count = anchors.shape[1]
+    return kernel @ coefficients[:, :count] + affine @ coefficients[:, count:]
+
+
+def grid_centres(side: int, size: int, dtype: torch.dtype = torch.float64) -> Tensor:
+    """(side * side, 2) centres (x, y) of a side x side grid over a crop of ``size`` pixels, row-major."""
+    steps = (torch.arange(side, dtype=dtype) + 0.5) * (size / side)
+    ys, xs = torch.meshgrid(steps, steps, indexing="ij")
+    return torch.stack([xs.flatten(), ys.flatten()], dim=-1)
+
+
+class KeypointWarp(nn.Module):
+    """Backward sampling maps from keypoint offsets. No learned parameters.
+
+    ``sampling_grid(portrait_points, offsets)``: where each output pixel of the crop takes
+    its colour from in the portrait crop, on a ``grid_side`` square grid; ``forward`` warps
+    the portrait crop itself (training, evaluation, the crop-sized preview)."""
+
+    def __init__(self, preprocess: PreprocessConfig, grid_side: int) -> None:
+        super().__init__()
+        self.frame = EyeFrame(preprocess)
+        self.size = preprocess.size
+        self.grid_side = grid_side
+        self.register_buffer("moving_index", torch.tensor(MOVING_POINTS), persistent=False)
+        self.register_buffer("held_index", torch.tensor(HELD_POINTS), persistent=False)
+
+    @property
+    def keypoints(self) -> int:
+        return len(MOVING_POINTS)
+
+    def sampling_grid(self, portrait_mesh: Tensor, offsets: Tensor) -> Tensor:
+        """portrait_mesh (B, 468, 2) in eye units, offsets (B, K, 2) in eye units ->
+        (B, G, G, 2) float32 crop-pixel positions (x, y) to sample the portrait crop at, for
+        the centres of a G x G grid over the output crop."""
+        batch = portrait_mesh.shape[0]
+        mesh = self.frame.to_pixels(portrait_mesh.double())
+        moving = mesh[:, self.moving_index]
+        held = torch.cat([mesh[:, self.held_index], border_points(self.size).expand(batch, -1, -1)], dim=1)
+        moved = moving + self.frame.vectors_to_pixels(offsets.double())
+        scale = 1.0 / self.size  # fit in crop sides: a well-conditioned system
+        anchors = torch.cat([moved, held], dim=1) * scale
+        sources = torch.cat([moving, held], dim=1) * scale
+        coefficients = fit_spline(anchors, sources - anchors)
+        centres = grid_centres(self.grid_side, self.size).expand(batch, -1, -1) * scale
+        positions = centres + evaluate_spline(anchors, coefficients, centres)
+        return (positions / scale).float().unflatten(1, (self.grid_side, self.grid_side))
+
+    def warp_crop(self, portrait: Tensor, grid: Tensor) -> tuple[Tensor, Tensor]:
+        """portrait (B, 3, S, S), a ``sampling_grid`` (B, G, G, 2) -> (the warped crop
+        (B, 3, S, S), its displacement (B, 2, S, S) in crop sides)."""
+        full = functional.interpolate(grid.permute(0, 3, 1, 2), size=(self.size, self.size), mode="bilinear", align_corners=False)
+        normalised = (full.permute(0, 2, 3, 1) / self.size) * 2.0 - 1.0
+        warped = functional.grid_sample(portrait, normalised, mode="bilinear", padding_mode="border", align_corners=False)
+        centres = grid_centres(self.size, self.size, full.dtype).T.reshape(1, 2, self.size, self.size)
+        return warped, (full - centres) / self.size
+
+    def forward(self, portrait: Tensor, portrait_mesh: Tensor, offsets: Tensor) -> Tensor:
+        """portrait (B, 3, S, S) in [-1, 1], portrait_mesh (B, 468, 2) and offsets (B, K, 2) in
+        eye units -> the warped crop (B, 3, S, S); exactly the portrait where offsets are all 0."""
+        warped, _ = self.warp_crop(portrait, self.sampling_grid(portrait_mesh, offsets))
+        return torch.where(still_items(offsets), portrait, warped)
+
+
+def still_items(offsets: Tensor) -> Tensor:
+    """offsets (B, K, 2) -> (B, 1, 1, 1) bool: True where nothing moves."""
+    return (offsets == 0).flatten(1).all(dim=1).view(-1, 1, 1, 1)
+
+
+class WarpRefiner(nn.Module):
+    """(warped crop (B, 3, S, S) in [-1, 1], displacement (B, 2, S, S)) -> (mask (B, 1, S, S)
+    in (0, 1), colour (B, 3, S, S) in (-1, 1)): where and what to paint over the warp.
+
+    A U-Net of ``channels`` per level; its mask starts near 0 (the warp alone)."""
+
+    def __init__(self, config: GeneratorConfig) -> None:
+        super().__init__()
+        widths = config.channels
+        depth = len(widths)
+        self.stem = nn.Sequential(nn.Conv2d(5, widths[0], 4, stride=2, padding=1), nn.LeakyReLU(0.2))
+        self.down = nn.ModuleList(down_stage(widths[i - 1], widths[i]) for i in range(1, depth))
+        self.up = nn.ModuleList(
+            up_stage(widths[i] if i == depth - 1 else 2 * widths[i], widths[i - 1], 0.0) for i in range(1, depth)
+        )
+        self.head = nn.ConvTranspose2d(2 * widths[0] if depth > 1 else widths[0], 4, 4, stride=2, padding=1)
+        with torch.no_grad():
+            self.head.bias[0] = -4.0
+
+    def forward(self, warped: Tensor, displacement: Tensor) -> tuple[Tensor, Tensor]:
+        skips = [self.stem(torch.cat([warped, displacement], dim=1))]
+        for stage in self.down:
+            skips.append(stage(skips[-1]))
+        features = skips.pop()
+        for stage in reversed(self.up):
+            features = torch.cat([stage(features), skips.pop()], dim=1)
+        out = self.head(features)
+        return torch.sigmoid(out[:, :1]), torch.tanh(out[:, 1:])
+
+
+class WarpGenerator(nn.Module):
+    """G of kind "warp": ``warp`` (KeypointWarp, no parameters) and ``refiner`` (WarpRefiner)."""
+
+    def __init__(self, config: GeneratorConfig, preprocess: PreprocessConfig) -> None:
+        super().__init__()
+        self.warp = KeypointWarp(preprocess, config.flow_grid)
+        self.refiner = WarpRefiner(config)
+
+    @property
+    def keypoints(self) -> int:
+        return self.warp.keypoints
+
+    def forward(self, portrait: Tensor, portrait_mesh: Tensor, offsets: Tensor) -> Tensor:
+        """portrait (B, 3, S, S) in [-1, 1], portrait_mesh (B, 468, 2) and offsets (B, K, 2) in
+        eye units -> the output crop (B, 3, S, S): the warp, refined; exactly the portrait
+        where offsets are all 0."""
+        warped, displacement = self.warp.warp_crop(portrait, self.warp.sampling_grid(portrait_mesh, offsets))
+        mask, colour = self.refiner(warped, displacement.to(warped.dtype))
+        return torch.where(still_items(offsets), portrait, compose(warped, mask, colour))
+
+
+def compose(warped: Tensor, mask: Tensor, colour: Tensor) -> Tensor:
+    """The warp with ``colour`` blended in by ``mask``: (B, 3, S, S)."""
+    return warped + mask * (colour - warped)
+

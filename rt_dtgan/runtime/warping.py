@@ -1,0 +1,66 @@
+"""What a warping G's stream gives per frame, made from F's keypoint offsets.
+
+The step graph gives the offsets; the spline through the moved keypoints is solved here,
+outside the exported graphs (a small linear system per frame, which ONNX cannot express),
+the same way for every backend; the ``refine`` graph then gives the blend mask and
+colours on the warped crop. ``KeypointMotion`` carries all of it to the renderer, which
+warps the full-resolution portrait (rt_dtgan.face.render).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rt_dtgan.config import ModelConfig
+from rt_dtgan.models.warp import KeypointWarp
+
+
+@dataclass(frozen=True, eq=False)
+class KeypointMotion:
+    """One output frame of a warping G. ``offsets`` (K, 2) float32: how far each of the
+    target's keypoints (MOVING_POINTS) moves, in eye units, the stream's expression
+    strength applied. Unless ``still`` (no offset at all: the target as it is):
+    ``grid`` (G, G, 2) float32, where the centres of a G x G grid over the output crop
+    sample the target crop, in crop pixels; ``mask`` (S, S) float32 in [0, 1] and
+    ``colour`` (S, S, 3) float32 in [-1, 1], what the refiner blends over the warp."""
+
+    offsets: np.ndarray
+    grid: np.ndarray | None = None
+    mask: np.ndarray | None = None
+    colour: np.ndarray | None = None
+
+    @property
+    def still(self) -> bool:
+        return self.grid is None
+
+
+class WarpStage:
+    """Offsets of several streams -> their KeypointMotion, in one batch."""
+
+    def __init__(self, config: ModelConfig, backend) -> None:
+        self.warp = KeypointWarp(config.preprocess, config.generator.flow_grid)
+        self.backend = backend
+
+    def motions(self, offsets: Tensor, portraits: Tensor, meshes: Tensor) -> list[KeypointMotion]:
+        """offsets (B, K, 2), portraits (B, 3, S, S) in [-1, 1], meshes (B, MESH_POINTS, 2) -> B motions."""
+        offsets = offsets.float()
+        moving = [i for i in range(len(offsets)) if offsets[i].any()]
+        motions = [KeypointMotion(row.numpy()) for row in offsets]
+        if not moving:
+            return motions
+        with torch.no_grad():
+            grid = self.warp.sampling_grid(meshes[moving], offsets[moving])
+            warped, displacement = self.warp.warp_crop(portraits[moving], grid)
+        refined = self.backend.run("refine", {"warped": warped, "displacement": displacement.float()})
+        for j, i in enumerate(moving):
+            motions[i] = KeypointMotion(
+                motions[i].offsets,
+                grid[j].numpy(),
+                refined["mask"][j, 0].numpy(),
+                refined["colour"][j].permute(1, 2, 0).numpy(),
+            )
+        return motions

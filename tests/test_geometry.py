@@ -1,0 +1,182 @@
+"""The geometry model: A reads the eye-aligned face mesh, G warps the portrait's own pixels."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from rt_dtgan.config import MESH_POINTS, ModelConfig, PreprocessConfig
+from rt_dtgan.dynamics import windowed_offline
+from rt_dtgan.face.align import SimilarityTransform, eyes_to_crop_transform
+from rt_dtgan.face.geometry import eye_units
+from rt_dtgan.models import DynamicsTransferGAN
+from rt_dtgan.models.warp import MOVING_POINTS, HELD_POINTS, KeypointWarp
+from rt_dtgan.runtime.backends import OnnxRuntimeBackend, TorchBackend
+from rt_dtgan.runtime.engine import Face, StreamEngine
+from rt_dtgan.runtime.warping import KeypointMotion
+from rt_dtgan.runtime.export import export_onnx
+from rt_dtgan.checkpoint import load_checkpoint, save_checkpoint
+
+SIZE = 64
+
+
+def lively_geometry_model(window: int = 4, seed: int = 0) -> DynamicsTransferGAN:
+    """A fresh geometry model whose offsets move by about 0.1 eye units for random meshes."""
+    torch.manual_seed(seed)
+    config = dataclasses.replace(ModelConfig.geometry(SIZE), stream_window=window)
+    model = DynamicsTransferGAN(config)
+    with torch.no_grad():
+        nn.init.normal_(model.encoder.lstm.weight_ih_l0, std=0.3)
+        model.embedder.layers[-1].weight.mul_(300.0)
+    return model.eval()
+
+
+def random_meshes(count: int, seed: int) -> np.ndarray:
+    """(count, MESH_POINTS, 2) float32: one face shape that moves a little from frame to frame."""
+    rng = np.random.default_rng(seed)
+    face = rng.uniform(-1.0, 1.0, size=(MESH_POINTS, 2))
+    return (face + 0.1 * rng.standard_normal((count, MESH_POINTS, 2))).astype(np.float32)
+
+
+def test_the_mesh_in_eye_units_does_not_depend_on_the_faces_scale_roll_or_place():
+    config = PreprocessConfig(size=128)
+    rng = np.random.default_rng(0)
+    points = rng.uniform(100, 300, size=(MESH_POINTS, 3))
+    eyes_of = lambda p: np.stack([p[[33, 133], :2].mean(0), p[[362, 263], :2].mean(0)])  # noqa: E731
+    reference = eye_units(points, eyes_to_crop_transform(eyes_of(points), config), config)
+    angle, scale = math.radians(25.0), 0.6
+    matrix = scale * np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    moved = points.copy()
+    moved[:, :2] = SimilarityTransform(matrix, np.array([40.0, -15.0])).apply(points[:, :2])
+    again = eye_units(moved, eyes_to_crop_transform(eyes_of(moved), config), config)
+    np.testing.assert_allclose(again, reference, atol=1e-5)
+    eyes = np.stack([reference[[33, 133]].mean(0), reference[[362, 263]].mean(0)])
+    np.testing.assert_allclose(eyes, [[-0.5, 0.0], [0.5, 0.0]], atol=1e-5)
+
+
+def test_the_warp_is_the_identity_without_motion_and_moves_the_keypoints_with_it():
+    warp = KeypointWarp(PreprocessConfig(size=SIZE), grid_side=32)
+    portrait = torch.rand(1, 3, SIZE, SIZE) * 2 - 1
+    mesh = torch.from_numpy(random_meshes(1, 1)) * 0.6
+    still = torch.zeros(1, len(MOVING_POINTS), 2)
+    assert torch.equal(warp(portrait, mesh, still), portrait)
+    grid = warp.sampling_grid(mesh, still)
+    from rt_dtgan.models.warp import grid_centres
+
+    np.testing.assert_allclose(grid.reshape(-1, 2).double(), grid_centres(32, SIZE), atol=1e-3)
+    moved = still.clone()
+    moved[0, MOVING_POINTS.index(14), 1] = 0.1  # the lower inner lip drops a tenth of the eye distance
+    assert not torch.equal(warp(portrait, mesh, moved), portrait)
+
+
+def test_the_renderer_gives_the_portrait_back_without_motion_and_moves_only_the_face_box(portrait_target):
+    from rt_dtgan.face.render import WarpPlan
+    from rt_dtgan.models.warp import grid_centres
+
+    plan = WarpPlan.build(portrait_target, grid_side=32)
+    image = portrait_target.image
+    identity = grid_centres(32, SIZE).float().view(32, 32, 2).numpy()
+    no_paint = np.zeros((SIZE, SIZE), np.float32), np.zeros((SIZE, SIZE, 3), np.float32)
+    assert np.array_equal(plan.render(identity, *no_paint), image)
+    warp = KeypointWarp(PreprocessConfig(size=SIZE), grid_side=32)
+    offsets = torch.zeros(1, len(MOVING_POINTS), 2)
+    offsets[0, MOVING_POINTS.index(14), 1] = 0.15
+    grid = warp.sampling_grid(torch.from_numpy(portrait_target.mesh).unsqueeze(0), offsets)[0].numpy()
+    moved = plan.render(grid, *no_paint)
+    assert not np.array_equal(moved, image)
+    outside = np.ones(image.shape[:2], bool)
+    outside[plan.rows, plan.columns] = False
+    assert np.array_equal(moved[outside], image[outside])
+    painted = plan.render(grid, np.ones((SIZE, SIZE), np.float32), np.full((SIZE, SIZE, 3), -1.0, np.float32))
+    inside = (plan.crop_x > 1) & (plan.crop_x < SIZE - 2) & (plan.crop_y > 1) & (plan.crop_y < SIZE - 2)
+    assert (painted[plan.rows, plan.columns][inside] == 0).all()  # a full mask paints its colour (black) over the crop
+
+
+@pytest.fixture(scope="module")
+def portrait_target():
+    from rt_dtgan.face import prepare_target
+    from rt_dtgan.synth.dataset import synthetic_target
+
+    return prepare_target(synthetic_target(5, 256), PreprocessConfig(size=SIZE))
+
+
+@pytest.mark.parametrize("window", [0, 4])
+def test_streamed_offsets_equal_the_offline_computation(window):
+    model = lively_geometry_model(window)
+    meshes = random_meshes(12, seed=window)
+    engine = StreamEngine(TorchBackend(model))
+    stream = engine.open(Face(np.zeros((SIZE, SIZE, 3), np.uint8), meshes[0]))
+    motions = [engine.step(stream, Face(None, mesh)) for mesh in meshes]
+    assert motions[0].still and not any(motion.still for motion in motions[1:])
+    streamed = np.stack([motion.offsets for motion in motions])
+    video = torch.from_numpy(meshes).unsqueeze(0)
+    with torch.no_grad():
+        if window:
+            z_d = windowed_offline(model.encoder, video, window)[0]
+        else:
+            from rt_dtgan.dynamics import dynamics_offline
+
+            z_d = dynamics_offline(model.encoder, video)[0]
+        offline = model.embedder(z_d).numpy()
+    assert np.abs(offline).max() > 0.01, "offsets must move for the comparison to mean anything"
+    assert not streamed[0].any(), "z_d(0) = 0 must move nothing"
+    np.testing.assert_allclose(streamed, offline, atol=1e-5)
+
+
+def test_onnxruntime_matches_torch_for_the_geometry_model(tmp_path):
+    model = lively_geometry_model(window=16, seed=3)
+    checkpoint = save_checkpoint(tmp_path / "geometry.safetensors", model)
+    export_onnx(model, tmp_path / "onnx", checkpoint)
+    assert json.loads((tmp_path / "onnx" / "meta.json").read_text())["graphs"].keys() == {"calibrate", "step", "refine"}
+    meshes = random_meshes(40, seed=7)
+    portrait = Face(np.random.default_rng(1).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8), meshes[0] * 0.5)
+    outputs = {}
+    for backend in (TorchBackend(model), OnnxRuntimeBackend(tmp_path / "onnx", threads=1)):
+        engine = StreamEngine(backend)
+        stream = engine.open(portrait)
+        motions = [engine.step(stream, Face(None, mesh)) for mesh in meshes][1:]  # the anchor's output is still
+        outputs[backend.name] = [np.stack([getattr(m, name) for m in motions]) for name in ("offsets", "grid", "mask", "colour")]
+    assert np.abs(outputs["torch"][0]).max() > 0.01
+    # offsets in eye units, the grid in crop pixels (a hundredth of one), mask and colour
+    for onnx, reference, tolerance in zip(outputs["onnxruntime"], outputs["torch"], (1e-4, 1e-2, 1e-4, 1e-4)):
+        np.testing.assert_allclose(onnx, reference, atol=tolerance)
+
+
+def test_a_geometry_checkpoint_round_trips_and_a_pixel_one_still_loads(tmp_path):
+    model = lively_geometry_model()
+    loaded = load_checkpoint(save_checkpoint(tmp_path / "g.safetensors", model))
+    assert loaded.config == model.config and loaded.config.reads_mesh and loaded.config.warps
+    for part in ("encoder", "embedder", "generator"):
+        for name, tensor in getattr(model, part).state_dict().items():
+            assert torch.equal(getattr(loaded, part).state_dict()[name], tensor)
+    old = ModelConfig.for_size(SIZE).to_dict()
+    del old["encoder"]["input"], old["generator"]["kind"]  # a config written before the kinds existed
+    assert ModelConfig.from_dict(old) == ModelConfig.for_size(SIZE)
+
+
+def test_engine_strength_scales_the_motion_and_bare_crops_are_refused():
+    model = lively_geometry_model()
+    meshes = random_meshes(6, seed=2)
+    engine = StreamEngine(TorchBackend(model))
+    target = Face(np.zeros((SIZE, SIZE, 3), np.uint8), meshes[0])
+    full, half = engine.open(target), engine.open(target, strength=0.5)
+    for mesh in meshes:
+        moved = engine.step(full, Face(None, mesh))
+        scaled = engine.step(half, Face(None, mesh))
+    assert isinstance(moved, KeypointMotion) and moved.grid.shape[0] == model.config.generator.flow_grid
+    np.testing.assert_allclose(scaled.offsets, 0.5 * moved.offsets, rtol=1e-6)
+    with pytest.raises(ValueError, match="reads the face mesh"):
+        engine.step(full, np.zeros((SIZE, SIZE, 3), np.uint8))
+    with pytest.raises(ValueError, match="strength must be in"):
+        engine.set_strength(full, 4.0)
+
+
+def test_keypoint_sets_are_distinct_facemesh_points():
+    assert len(set(MOVING_POINTS)) == len(MOVING_POINTS) and not set(MOVING_POINTS) & set(HELD_POINTS)
+    assert max(MOVING_POINTS + HELD_POINTS) < MESH_POINTS

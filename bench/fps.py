@@ -4,7 +4,9 @@ streams (their frames batched into one engine call).
     python bench/fps.py --backends torch,onnxruntime --sizes 64,128,256 --streams 1,4,8 \
         --json bench/results/fps-cpu.json
 
-Without --checkpoint the networks have fresh weights (speed does not depend on the values).
+Without --checkpoint the networks have fresh weights (speed does not depend on the values)
+of the --kind given: "paper" (A on pixels, a U-Net G) or "geometry" (A on the face mesh, G
+warping the portrait; its faces carry a synthetic face's mesh, moving a little every frame).
 ONNX graphs are exported to a temporary directory first.
 """
 
@@ -26,7 +28,7 @@ from rt_dtgan.checkpoint import load_checkpoint  # noqa: E402
 from rt_dtgan.config import ModelConfig  # noqa: E402
 from rt_dtgan.models import DynamicsTransferGAN  # noqa: E402
 from rt_dtgan.runtime.backends import OnnxRuntimeBackend, TorchBackend  # noqa: E402
-from rt_dtgan.runtime.engine import StreamEngine  # noqa: E402
+from rt_dtgan.runtime.engine import Face, StreamEngine  # noqa: E402
 from rt_dtgan.runtime.export import export_onnx  # noqa: E402
 
 
@@ -39,6 +41,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch and ONNX Runtime")
     parser.add_argument("--checkpoint", help="time this checkpoint instead of fresh weights")
+    parser.add_argument("--kind", choices=("paper", "geometry"), default="paper", help="fresh weights of this model kind")
     parser.add_argument("--json", help="write the results here")
     return parser.parse_args()
 
@@ -56,23 +59,39 @@ def make_backend(name: str, model: DynamicsTransferGAN, checkpoint: str | None, 
     raise SystemExit(f"unknown backend {name!r}; choose torch, torch-graphs (CUDA) or onnxruntime")
 
 
-def time_streams(engine: StreamEngine, streams: int, frames: int, warmup: int) -> dict:
+def sample_faces(size: int, count: int = 8) -> list[Face]:
+    """``count`` faces: random crops, each with a synthetic face's mesh moved a little."""
+    from rt_dtgan.config import PreprocessConfig
+    from rt_dtgan.face import prepare_target
+    from rt_dtgan.synth.dataset import synthetic_target
+
     rng = np.random.default_rng(0)
-    size = engine.size
-    crops = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(8)]
-    ids = [engine.open(crops[i % 8]) for i in range(streams)]
+    mesh = prepare_target(synthetic_target(0, 256), PreprocessConfig(size=size)).mesh
+    return [
+        Face(rng.integers(0, 256, (size, size, 3), dtype=np.uint8), (mesh + rng.normal(0, 0.02, mesh.shape)).astype(np.float32))
+        for _ in range(count)
+    ]
+
+
+def time_streams(engine: StreamEngine, streams: int, frames: int, warmup: int) -> dict:
+    faces = sample_faces(engine.size)
+    ids = [engine.open(faces[i % 8]) for i in range(streams)]
     for step in range(warmup):
-        engine.step_many([(s, crops[(step + s) % 8]) for s in ids])
+        engine.step_many([(s, faces[(step + s) % 8]) for s in ids])
     seconds = []
     began = time.perf_counter()
     for step in range(frames):
         call_began = time.perf_counter()
-        engine.step_many([(s, crops[(step + s) % 8]) for s in ids])
+        engine.step_many([(s, faces[(step + s) % 8]) for s in ids])
         seconds.append(time.perf_counter() - call_began)
     elapsed = time.perf_counter() - began
     for stream in ids:
         engine.close(stream)
     return {"streams": streams, "frames_per_s": streams * frames / elapsed, **percentiles(seconds)}
+
+
+def preset(kind: str, size: int) -> ModelConfig:
+    return ModelConfig.geometry(size) if kind == "geometry" else ModelConfig.for_size(size)
 
 
 def main() -> None:
@@ -84,19 +103,20 @@ def main() -> None:
         models = (
             [load_checkpoint(args.checkpoint)]
             if args.checkpoint
-            else [DynamicsTransferGAN(ModelConfig.for_size(int(s))).eval() for s in args.sizes.split(",")]
+            else [DynamicsTransferGAN(preset(args.kind, int(s))).eval() for s in args.sizes.split(",")]
         )
         for model in models:
             for backend_name in args.backends.split(","):
                 backend = make_backend(backend_name, model, args.checkpoint, Path(workdir), args.threads)
                 engine = StreamEngine(backend)
                 for streams in stream_counts:
-                    row = {"backend": backend_name, "size": model.config.image_size, "detail": backend.describe()}
+                    kind = "geometry" if model.config.warps else "paper"
+                    row = {"backend": backend_name, "kind": kind, "size": model.config.image_size, "detail": backend.describe()}
                     row |= time_streams(engine, streams, args.frames, args.warmup)
                     results.append(row)
                     print(f"{backend_name} {row['size']} px x{streams}: {row['frames_per_s']:.1f} frames/s", flush=True)
     print()
-    print_table(results, ["backend", "size", "streams", "frames_per_s", "p50_ms", "p95_ms", "p99_ms"])
+    print_table(results, ["backend", "kind", "size", "streams", "frames_per_s", "p50_ms", "p95_ms", "p99_ms"])
     write_json(args.json, {"benchmark": "engine fps", "environment": environment(), "threads": args.threads, "results": results})
 
 

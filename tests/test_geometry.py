@@ -75,6 +75,20 @@ def test_the_warp_is_the_identity_without_motion_and_moves_the_keypoints_with_it
     assert not torch.equal(warp(portrait, mesh, moved), portrait)
 
 
+def test_a_lid_or_lip_never_passes_its_partner():
+    warp = KeypointWarp(PreprocessConfig(size=SIZE), grid_side=16)
+    keypoints = torch.zeros(1, len(MOVING_POINTS), 2, dtype=torch.float64)
+    lid, partner = MOVING_POINTS.index(159), MOVING_POINTS.index(145)
+    keypoints[0, lid, 1], keypoints[0, partner, 1] = 30.0, 32.0  # an open eye, 2 px
+    closing = keypoints.clone()
+    closing[0, lid, 1] = 31.0
+    assert torch.equal(warp.uncross(closing, keypoints), closing)
+    overshoot = keypoints.clone()
+    overshoot[0, lid, 1] = 35.0  # a blink that would put the upper lid 3 px below the lower
+    fixed = warp.uncross(overshoot, keypoints)
+    assert fixed[0, lid, 1] == fixed[0, partner, 1] == 33.5
+
+
 def test_the_renderer_gives_the_portrait_back_without_motion_and_moves_only_the_face_box(portrait_target):
     from rt_dtgan.face.render import WarpPlan
     from rt_dtgan.models.warp import grid_centres
@@ -143,8 +157,9 @@ def test_onnxruntime_matches_torch_for_the_geometry_model(tmp_path):
         motions = [engine.step(stream, Face(None, mesh)) for mesh in meshes][1:]  # the anchor's output is still
         outputs[backend.name] = [np.stack([getattr(m, name) for m in motions]) for name in ("offsets", "grid", "mask", "colour")]
     assert np.abs(outputs["torch"][0]).max() > 0.01
-    # offsets in eye units, the grid in crop pixels (a hundredth of one), mask and colour
-    for onnx, reference, tolerance in zip(outputs["onnxruntime"], outputs["torch"], (1e-4, 1e-2, 1e-4, 1e-4)):
+    # offsets in eye units, the grid in crop pixels (a hundredth of one); mask and colour
+    # (a seventh of a level) also see the grid's differences through the warped crop
+    for onnx, reference, tolerance in zip(outputs["onnxruntime"], outputs["torch"], (1e-4, 1e-2, 1e-3, 1e-3)):
         np.testing.assert_allclose(onnx, reference, atol=tolerance)
 
 
@@ -180,3 +195,21 @@ def test_engine_strength_scales_the_motion_and_bare_crops_are_refused():
 def test_keypoint_sets_are_distinct_facemesh_points():
     assert len(set(MOVING_POINTS)) == len(MOVING_POINTS) and not set(MOVING_POINTS) & set(HELD_POINTS)
     assert max(MOVING_POINTS + HELD_POINTS) < MESH_POINTS
+
+
+def test_the_refiner_paints_only_inside_the_moved_inner_lips(portrait_target):
+    from rt_dtgan.models.warp import polygon_inside
+
+    square = torch.tensor([[[1.0, 1.0], [3.0, 1.0], [3.0, 3.0], [1.0, 3.0]]])
+    points = torch.tensor([[2.0, 2.0], [0.5, 2.0], [2.0, 3.5], [2.9, 1.1]])
+    assert polygon_inside(square, points).tolist() == [[1.0, 0.0, 0.0, 1.0]]
+    model = lively_geometry_model()
+    warp = model.generator.warp
+    mesh = torch.from_numpy(portrait_target.mesh).unsqueeze(0)
+    closed = torch.zeros(1, len(MOVING_POINTS), 2)
+    opened = closed.clone()
+    opened[0, [MOVING_POINTS.index(p) for p in (14, 87, 317, 178, 402)], 1] = 0.3  # the lower inner lip drops
+    assert warp.mouth_opening(mesh, opened).sum() > 10 * warp.mouth_opening(mesh, closed).sum()
+    mouth = torch.zeros(1, 1, SIZE, SIZE)
+    mask, _ = model.generator.refiner(torch.rand(1, 3, SIZE, SIZE) * 2 - 1, torch.zeros(1, 2, SIZE, SIZE), mouth)
+    assert not mask.any()

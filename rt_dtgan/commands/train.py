@@ -1,4 +1,4 @@
-"""`rt-dtgan train encoder|gan` and `rt-dtgan eval`."""
+"""`rt-dtgan train encoder|gan|geometry` and `rt-dtgan eval`."""
 
 from __future__ import annotations
 
@@ -80,6 +80,7 @@ def add_parsers(commands) -> None:
                 "--init-parts", default="embedder,generator", help="which parts --init gives: embedder, generator or both"
             )
         parser.set_defaults(handler=run_train)
+    add_geometry_parser(phases)
 
     evaluate = commands.add_parser(
         "eval",
@@ -96,6 +97,42 @@ def add_parsers(commands) -> None:
     evaluate.add_argument("--head-pose", choices=HEAD_POSES, default="aligned", help="aligned: as eye-aligned live crops")
     evaluate.add_argument("--json", help="write the figures here")
     evaluate.set_defaults(handler=run_eval)
+
+
+def add_geometry_parser(phases) -> None:
+    geometry = phases.add_parser(
+        "geometry",
+        help="train the geometry model (A on the face mesh, G warping the portrait) on prepared real video",
+        description="Stage 1 trains A and F on keypoint motion, stage 2 the refiner of G (docs/training.md). "
+        "Resumes from --run-dir when it holds a run of the same config; the checkpoint is RUN_DIR/model.safetensors.",
+    )
+    geometry.add_argument("--run-dir", required=True, help="where the run's state, figures and checkpoint go")
+    geometry.add_argument("--data", action="append", required=True, help="a dataset made by `rt-dtgan data prepare` (repeatable)")
+    geometry.add_argument("--hold-out", default="", help="comma-separated sequence ids kept out of training, for validation")
+    geometry.add_argument("--size", type=int, default=128, choices=(64, 128, 256), help="crop size (the data's own)")
+    geometry.add_argument("--steps", type=int, default=2000, help="stage 1 steps (keypoints)")
+    geometry.add_argument("--refine-steps", type=int, default=1500, help="stage 2 steps (refiner)")
+    geometry.add_argument("--seed", type=int, default=0)
+    geometry.add_argument("--checkpoint-every", type=int, default=250)
+    geometry.add_argument("--no-progress", action="store_true", help="no progress bar")
+    geometry.set_defaults(handler=run_train_geometry)
+
+
+def run_train_geometry(args: argparse.Namespace) -> int:
+    from rt_dtgan.prepare import PrepareError
+    from rt_dtgan.train.geometry import GeometryTrainingConfig, train_geometry
+
+    hold_out = tuple(name.strip() for name in args.hold_out.split(",") if name.strip())
+    try:
+        config = GeometryTrainingConfig(
+            data=tuple(args.data), hold_out=hold_out, size=args.size, steps=args.steps, refine_steps=args.refine_steps,
+            seed=args.seed, checkpoint_every=args.checkpoint_every,
+        )
+        checkpoint = train_geometry(config, args.run_dir, progress=not args.no_progress)
+    except (ValueError, PrepareError) as error:
+        raise UsageError(str(error)) from error
+    print(f"checkpoint: {checkpoint}")
+    return 0
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -27,7 +27,11 @@ class TrackerConfig:
     ``detection_max_side`` caps
     the frame side given to MediaPipe (larger frames are downscaled for detection only);
     faces with eyes closer than ``min_eye_distance`` pixels are reported as too small;
-    after ``reset_after_gap`` seconds without a face the smoother starts afresh."""
+    after ``reset_after_gap`` seconds without a face the smoother starts afresh.
+    ``settle_passes``: when a track (re)starts, FaceMesh's first result (from its detector's
+    box) sits about 0.05 eye distances off where tracking settles, which would read as a
+    standing expression against a y0 taken then; the frame is tracked this many more times
+    over itself and the last result kept."""
 
     max_faces: int = 1
     refine_landmarks: bool = False
@@ -36,6 +40,7 @@ class TrackerConfig:
     detection_max_side: int = 1280
     min_eye_distance: float = 8.0
     reset_after_gap: float = 0.25
+    settle_passes: int = 3
     smoothing: OneEuroConfig = field(default_factory=OneEuroConfig)
 
     def __post_init__(self) -> None:
@@ -48,6 +53,8 @@ class TrackerConfig:
             raise ValueError(f"detection_max_side must be at least 64, got {self.detection_max_side}")
         if not (self.min_eye_distance > 0 and self.reset_after_gap > 0):
             raise ValueError("min_eye_distance and reset_after_gap must be positive")
+        if self.settle_passes < 0:
+            raise ValueError(f"settle_passes must be at least 0, got {self.settle_passes}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,6 +97,7 @@ class FaceTracker:
         self._smoother = OneEuroFilter(self.options.smoothing)
         self._eye_distance_unit = 1.0
         self._last_timestamp = -math.inf
+        self._tracking = False
 
     def track(self, frame: np.ndarray, timestamp: float) -> TrackResult:
         """frame (H, W, 3) uint8 RGB, timestamp in seconds -> TrackResult."""
@@ -110,6 +118,10 @@ class FaceTracker:
             raise ValueError(f"timestamps must increase: {timestamp} after {self._last_timestamp}")
         self._last_timestamp = timestamp
         landmarks = self._detector.detect(frame)
+        if landmarks is not None and not self._tracking:
+            for _ in range(self.options.settle_passes):
+                landmarks = self._detector.detect(frame) or landmarks
+        self._tracking = landmarks is not None
         if landmarks is None:
             return TrackResult(timestamp, found=False, reason=NO_FACE)
         eyes = landmarks.eyes

@@ -1,4 +1,4 @@
-"""G of kind "warp": the portrait's own pixels, moved by a thin-plate spline through its
+"""G of kind "warp": the portrait's own pixels, moved by a spline through its
 keypoints displaced by F's offsets, then refined where the warp cannot show what is new
 (the inside of an opening mouth, teeth, shading) by a small U-Net that gives a blend mask
 and the colours to blend in.
@@ -32,6 +32,14 @@ JAW = (58, 172, 136, 150, 149, 176, 148, 152, 377, 400, 378, 379, 365, 397, 288)
 CHEEKS_AND_NOSE = (205, 425, 50, 280, 1, 98, 327)
 # The FaceMesh points F moves (its offsets come in this order).
 MOVING_POINTS = LIPS_OUTER + LIPS_INNER + EYE_IMAGE_LEFT + EYE_IMAGE_RIGHT + BROWS + JAW + CHEEKS_AND_NOSE
+# Facing points (upper, lower) of the inner lips and of the eyelids: a moved upper point never
+# goes further below its lower one than in the portrait (a driver's blink or closing mouth
+# can move further than the portrait's own gap); where it would, both meet halfway.
+FACING_POINTS = (
+    (13, 14), (82, 87), (81, 178), (80, 88), (191, 95), (312, 317), (311, 402), (310, 318), (415, 324),
+    (159, 145), (158, 153), (157, 154), (160, 144), (161, 163),
+    (386, 374), (385, 380), (384, 381), (387, 373), (388, 390),
+)
 # The upper head outline, held still with the crop border.
 HELD_POINTS = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 109, 67, 103, 54, 21, 162, 127, 234, 93)
 BORDER_POINTS_PER_SIDE = 5
@@ -72,18 +80,21 @@ def border_points(size: int) -> Tensor:
     return torch.cat([top, right, bottom, left])
 
 
-def _spline_kernel(squared_distance: Tensor) -> Tensor:
-    """U(r) = r^2 log r^2, 0 at r = 0."""
-    return squared_distance * torch.log(squared_distance.clamp_min(1e-30))
+def _spline_kernel(points: Tensor, anchors: Tensor) -> Tensor:
+    """points (B, P, 2), anchors (B, M, 2) -> (B, P, M): U(r) = r^3 of their distances (the
+    polyharmonic spline of order 3, as smooth as the thin plate's r^2 log r and without its
+    logarithm, the slowest part in float64), the squares by one matrix product."""
+    squared = (points * points).sum(-1, keepdim=True) + (anchors * anchors).sum(-1).unsqueeze(1) - 2 * points @ anchors.transpose(1, 2)
+    squared = squared.clamp_min(0.0)
+    return squared * squared.sqrt()
 
 
 def fit_spline(anchors: Tensor, values: Tensor) -> Tensor:
-    """A thin-plate spline through ``anchors`` (B, M, 2) taking ``values`` (B, M, 2) there
+    """A spline through ``anchors`` (B, M, 2) taking ``values`` (B, M, 2) there
     -> its coefficients (B, M + 3, 2): M kernel weights, then the affine part (1, x, y).
     Coordinates should be of order 1 (crop sides)."""
     batch, count = anchors.shape[:2]
-    kernel = _spline_kernel(torch.cdist(anchors, anchors).square())
-    kernel = kernel + SPLINE_RIDGE * torch.eye(count, dtype=anchors.dtype)
+    kernel = _spline_kernel(anchors, anchors) + SPLINE_RIDGE * torch.eye(count, dtype=anchors.dtype)
     affine = torch.cat([anchors.new_ones(batch, count, 1), anchors], dim=-1)
     system = torch.cat(
         [torch.cat([kernel, affine], dim=-1), torch.cat([affine.transpose(1, 2), anchors.new_zeros(batch, 3, 3)], dim=-1)],
@@ -93,12 +104,20 @@ def fit_spline(anchors: Tensor, values: Tensor) -> Tensor:
     return torch.linalg.solve(system, right_side)
 
 
+# Points per block when evaluating a spline: a block's kernel stays in the CPU's cache
+# (measured: 4096 points at once took 30 times as long as 1024).
+EVALUATION_BLOCK = 1024
+
+
 def evaluate_spline(anchors: Tensor, coefficients: Tensor, points: Tensor) -> Tensor:
     """The spline of ``fit_spline`` at ``points`` (B, P, 2) -> (B, P, 2)."""
-    kernel = _spline_kernel(torch.cdist(points, anchors).square())
-    affine = torch.cat([points.new_ones(*points.shape[:2], 1), points], dim=-1)
     count = anchors.shape[1]
-    return kernel @ coefficients[:, :count] + affine @ coefficients[:, count:]
+    values = []
+    for block in points.split(EVALUATION_BLOCK, dim=1):
+        kernel = _spline_kernel(block, anchors)
+        affine = torch.cat([block.new_ones(*block.shape[:2], 1), block], dim=-1)
+        values.append(kernel @ coefficients[:, :count] + affine @ coefficients[:, count:])
+    return torch.cat(values, dim=1)
 
 
 def grid_centres(side: int, size: int, dtype: torch.dtype = torch.float64) -> Tensor:
@@ -122,6 +141,9 @@ class KeypointWarp(nn.Module):
         self.grid_side = grid_side
         self.register_buffer("moving_index", torch.tensor(MOVING_POINTS), persistent=False)
         self.register_buffer("held_index", torch.tensor(HELD_POINTS), persistent=False)
+        self.register_buffer("lips_index", torch.tensor([MOVING_POINTS.index(point) for point in LIPS_INNER]), persistent=False)
+        facing = [(MOVING_POINTS.index(upper), MOVING_POINTS.index(lower)) for upper, lower in FACING_POINTS]
+        self.register_buffer("facing_index", torch.tensor(facing), persistent=False)
 
     @property
     def keypoints(self) -> int:
@@ -135,7 +157,7 @@ class KeypointWarp(nn.Module):
         mesh = self.frame.to_pixels(portrait_mesh.double())
         moving = mesh[:, self.moving_index]
         held = torch.cat([mesh[:, self.held_index], border_points(self.size).expand(batch, -1, -1)], dim=1)
-        moved = moving + self.frame.vectors_to_pixels(offsets.double())
+        moved = self.moved_keypoints(portrait_mesh, offsets)
         scale = 1.0 / self.size  # fit in crop sides: a well-conditioned system
         anchors = torch.cat([moved, held], dim=1) * scale
         sources = torch.cat([moving, held], dim=1) * scale
@@ -143,6 +165,34 @@ class KeypointWarp(nn.Module):
         centres = grid_centres(self.grid_side, self.size).expand(batch, -1, -1) * scale
         positions = centres + evaluate_spline(anchors, coefficients, centres)
         return (positions / scale).float().unflatten(1, (self.grid_side, self.grid_side))
+
+    def moved_keypoints(self, portrait_mesh: Tensor, offsets: Tensor) -> Tensor:
+        """portrait_mesh (B, 468, 2), offsets (B, K, 2) in eye units -> where the keypoints
+        go, (B, K, 2) float64 crop pixels (lids and lips never passing their partners)."""
+        moving = self.frame.to_pixels(portrait_mesh.double())[:, self.moving_index]
+        return self.uncross(moving + self.frame.vectors_to_pixels(offsets.double()), moving)
+
+    def mouth_opening(self, portrait_mesh: Tensor, offsets: Tensor) -> Tensor:
+        """(B, 1, S, S) float32 in [0, 1]: the inside of the moved inner lips, edges softened
+        over a pixel; where the mouth shows what the portrait does not have."""
+        lips = self.moved_keypoints(portrait_mesh, offsets)[:, self.lips_index].float()
+        centres = grid_centres(self.size, self.size, torch.float32)
+        inside = polygon_inside(lips, centres).view(-1, 1, self.size, self.size)
+        return functional.avg_pool2d(inside, 3, stride=1, padding=1)
+
+    def uncross(self, moved: Tensor, original: Tensor) -> Tensor:
+        """moved keypoints (B, K, 2) in crop pixels, and where they were -> the same, where an
+        upper lip or lid point went further below its lower one than it was (or below it at
+        all) is moved with it to their midpoint (along the crop's y)."""
+        upper, lower = self.facing_index[:, 0], self.facing_index[:, 1]
+        upper_y, lower_y = moved[:, upper, 1], moved[:, lower, 1]
+        middle = (upper_y + lower_y) / 2
+        allowed = (original[:, upper, 1] - original[:, lower, 1]).clamp_min(0.0)
+        crossed = upper_y - lower_y > allowed
+        moved = moved.clone()
+        moved[:, upper, 1] = torch.where(crossed, middle, upper_y)
+        moved[:, lower, 1] = torch.where(crossed, middle, lower_y)
+        return moved
 
     def warp_crop(self, portrait: Tensor, grid: Tensor) -> tuple[Tensor, Tensor]:
         """portrait (B, 3, S, S), a ``sampling_grid`` (B, G, G, 2) -> (the warped crop
@@ -160,39 +210,52 @@ class KeypointWarp(nn.Module):
         return torch.where(still_items(offsets), portrait, warped)
 
 
+def polygon_inside(polygon: Tensor, points: Tensor) -> Tensor:
+    """polygon (B, V, 2) vertices in order, points (P, 2) -> (B, P) float32, 1 inside (even-odd rule)."""
+    start, end = polygon, polygon.roll(-1, dims=1)
+    x, y = points[:, 0].view(1, 1, -1), points[:, 1].view(1, 1, -1)
+    x0, y0, x1, y1 = (values.unsqueeze(-1) for values in (start[..., 0], start[..., 1], end[..., 0], end[..., 1]))
+    spans = (y0 > y) != (y1 > y)
+    crossing_x = x0 + (x1 - x0) * (y - y0) / torch.where(y1 == y0, torch.ones_like(y1), y1 - y0)
+    crossings = (spans & (x < crossing_x)).sum(dim=1)
+    return (crossings % 2).float()
+
+
 def still_items(offsets: Tensor) -> Tensor:
     """offsets (B, K, 2) -> (B, 1, 1, 1) bool: True where nothing moves."""
     return (offsets == 0).flatten(1).all(dim=1).view(-1, 1, 1, 1)
 
 
 class WarpRefiner(nn.Module):
-    """(warped crop (B, 3, S, S) in [-1, 1], displacement (B, 2, S, S)) -> (mask (B, 1, S, S)
-    in (0, 1), colour (B, 3, S, S) in (-1, 1)): where and what to paint over the warp.
-
-    A U-Net of ``channels`` per level; its mask starts near 0 (the warp alone)."""
+    """(warped crop (B, 3, S, S) in [-1, 1], displacement (B, 2, S, S), mouth opening
+    (B, 1, S, S) in [0, 1]) -> (mask (B, 1, S, S) in [0, 1], colour (B, 3, S, S) in [-1, 1]):
+    where and what to paint over the warp. A U-Net of ``channels`` per level; its mask is
+    confined to the mouth opening (the rest of the face is the portrait's own pixels), its
+    colour is the warp plus a change that starts near zero."""
 
     def __init__(self, config: GeneratorConfig) -> None:
         super().__init__()
         widths = config.channels
         depth = len(widths)
-        self.stem = nn.Sequential(nn.Conv2d(5, widths[0], 4, stride=2, padding=1), nn.LeakyReLU(0.2))
+        self.stem = nn.Sequential(nn.Conv2d(6, widths[0], 4, stride=2, padding=1), nn.LeakyReLU(0.2))
         self.down = nn.ModuleList(down_stage(widths[i - 1], widths[i]) for i in range(1, depth))
         self.up = nn.ModuleList(
             up_stage(widths[i] if i == depth - 1 else 2 * widths[i], widths[i - 1], 0.0) for i in range(1, depth)
         )
         self.head = nn.ConvTranspose2d(2 * widths[0] if depth > 1 else widths[0], 4, 4, stride=2, padding=1)
         with torch.no_grad():
-            self.head.bias[0] = -4.0
+            self.head.weight.mul_(0.1)
+            self.head.bias.zero_()
 
-    def forward(self, warped: Tensor, displacement: Tensor) -> tuple[Tensor, Tensor]:
-        skips = [self.stem(torch.cat([warped, displacement], dim=1))]
+    def forward(self, warped: Tensor, displacement: Tensor, mouth: Tensor) -> tuple[Tensor, Tensor]:
+        skips = [self.stem(torch.cat([warped, displacement, mouth], dim=1))]
         for stage in self.down:
             skips.append(stage(skips[-1]))
         features = skips.pop()
         for stage in reversed(self.up):
             features = torch.cat([stage(features), skips.pop()], dim=1)
         out = self.head(features)
-        return torch.sigmoid(out[:, :1]), torch.tanh(out[:, 1:])
+        return torch.sigmoid(out[:, :1]) * mouth, (warped + out[:, 1:]).clamp(-1.0, 1.0)
 
 
 class WarpGenerator(nn.Module):
@@ -212,7 +275,8 @@ class WarpGenerator(nn.Module):
         eye units -> the output crop (B, 3, S, S): the warp, refined; exactly the portrait
         where offsets are all 0."""
         warped, displacement = self.warp.warp_crop(portrait, self.warp.sampling_grid(portrait_mesh, offsets))
-        mask, colour = self.refiner(warped, displacement.to(warped.dtype))
+        mouth = self.warp.mouth_opening(portrait_mesh, offsets)
+        mask, colour = self.refiner(warped, displacement.to(warped.dtype), mouth)
         return torch.where(still_items(offsets), portrait, compose(warped, mask, colour))
 
 

@@ -16,7 +16,8 @@ the eye-aligned face mesh (MESH_POINTS, 2) in eye units. The generator's kind se
 warping G has no target graph, its step gives ``offsets`` (B, K, 2), F's keypoint offsets
 in eye units, and a fourth graph refines the warp that the runtime makes of them:
 
-- ``refine``:    warped (B, 3, S, S), displacement (B, 2, S, S) -> mask (B, 1, S, S), colour (B, 3, S, S)
+- ``refine``:    warped (B, 3, S, S), displacement (B, 2, S, S), mouth (B, 1, S, S) -> mask (B, 1, S, S),
+                 colour (B, 3, S, S)
 
 The state, for a windowed stream (ModelConfig.stream_window = W > 0): first_h, first_c
 (B, H), recent_gates (B, W, 4H), static_h (B, H); for whole history (W = 0):
@@ -38,7 +39,7 @@ from rt_dtgan.dynamics import DynamicsState, WindowState, start_dynamics, start_
 from rt_dtgan.models import DynamicsTransferGAN, LSTMState
 from rt_dtgan.models.warp import MOVING_POINTS
 
-STREAM_INPUTS = ("frame", "anchor", "target", "target_response", "warped", "displacement")
+STREAM_INPUTS = ("frame", "anchor", "target", "target_response", "warped", "displacement", "mouth")
 TARGET_INPUTS = ("target", "target_response")
 
 
@@ -148,8 +149,8 @@ class RefineGraph(nn.Module):
         super().__init__()
         self.refiner = model.generator.refiner
 
-    def forward(self, warped: Tensor, displacement: Tensor) -> tuple[Tensor, Tensor]:
-        return self.refiner(warped, displacement)
+    def forward(self, warped: Tensor, displacement: Tensor, mouth: Tensor) -> tuple[Tensor, Tensor]:
+        return self.refiner(warped, displacement, mouth)
 
 
 @dataclass(frozen=True)
@@ -228,6 +229,6 @@ def graph_specs(config: ModelConfig) -> dict[str, GraphSpec]:
         offsets = (len(MOVING_POINTS), 2)
         step_outputs = {"offsets": offsets, "z_d": (hidden,)} | next_state
         specs["step"] = GraphSpec("step", {"frame": frame} | state, step_outputs, steps[1])
-        refine_inputs = {"warped": image, "displacement": (2, size, size)}
+        refine_inputs = {"warped": image, "displacement": (2, size, size), "mouth": (1, size, size)}
         specs["refine"] = GraphSpec("refine", refine_inputs, {"mask": (1, size, size), "colour": image}, RefineGraph)
     return specs

@@ -55,7 +55,8 @@ class WarpStage:
         with torch.no_grad():
             grid = self.warp.sampling_grid(meshes[moving], offsets[moving])
             warped, displacement = self.warp.warp_crop(portraits[moving], grid)
-        refined = self.backend.run("refine", {"warped": warped, "displacement": displacement.float()})
+            mouth = self.warp.mouth_opening(meshes[moving], offsets[moving])
+        refined = self.backend.run("refine", {"warped": warped, "displacement": displacement.float(), "mouth": mouth})
         for j, i in enumerate(moving):
             motions[i] = KeypointMotion(
                 motions[i].offsets,

@@ -14,7 +14,14 @@ the ground truth of the transfer. Measured (means over pairs, frames 1..T-1):
 - expression_accuracy: the judge (an encoder trained apart from A) names the expression
   of the generated transfer's last frame; judge_accuracy_on_ground_truth beside it;
 - ablation_win_rate: share of pairs where z_d = H - H_st gives a higher transfer SSIM than
-  the ablation model driven by H (the paper's experiment 3).
+  the ablation model driven by H (the paper's experiment 3);
+- z_d_identity_gap, h_identity_gap: how far apart A's encoding of its own video and of B
+  rendered with the same track are, |a - b| over the mean of |a| and |b| (frames 1..T-1),
+  for z_d and for H: what appearance suppression removes of the driver's face.
+
+A model whose A reads the face mesh gets the meshes MediaPipe reads on the renders (the
+live tracker, video mode; a frame without a face repeats the last mesh), and a warping G
+the target's own mesh.
 """
 
 from __future__ import annotations
@@ -55,11 +62,48 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class EvalPair:
-    """source (1, T, 3, S, S) A's video; truth (1, T, 3, S, S) B with A's track; label index."""
+    """source (1, T, 3, S, S) A's video; truth (1, T, 3, S, S) B with A's track; label index;
+    for mesh-reading models, both videos' meshes (1, T, MESH_POINTS, 2) in eye units."""
 
     source: Tensor
     truth: Tensor
     label: int
+    source_mesh: Tensor | None = None
+    truth_mesh: Tensor | None = None
+
+
+def face_meshes(video: Tensor) -> Tensor:
+    """video (1, T, 3, S, S) in [-1, 1] -> (1, T, MESH_POINTS, 2): the live tracker's meshes,
+    a frame without a face repeating the last one (the first found, before any)."""
+    from rt_dtgan.config import PreprocessConfig
+    from rt_dtgan.face import FaceTracker
+
+    images = video[0].permute(0, 2, 3, 1).add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+    with FaceTracker(PreprocessConfig(size=video.shape[-1])) as tracker:
+        meshes = [tracker.track(image, index / 30.0).mesh for index, image in enumerate(images)]
+    found = [mesh for mesh in meshes if mesh is not None]
+    if not found:
+        raise ValueError("MediaPipe found no face in a synthetic evaluation video")
+    filled, last = [], found[0]
+    for mesh in meshes:
+        last = mesh if mesh is not None else last
+        filled.append(last)
+    return torch.from_numpy(np.stack(filled)).unsqueeze(0)
+
+
+def target_mesh_of(meshes: Tensor | None) -> Tensor | None:
+    return None if meshes is None else meshes[:, 0]
+
+
+def identity_gaps(model: DynamicsTransferGAN, pair: EvalPair) -> dict[str, float]:
+    """The same expression track on two faces: how far apart A encodes them, for z_d and H."""
+    source = pair.source if pair.source_mesh is None else pair.source_mesh
+    truth = pair.truth if pair.truth_mesh is None else pair.truth_mesh
+    gaps = {}
+    for name, suppression in (("z_d", True), ("h", False)):
+        a, b = (sequence_dynamics(model.encoder, video, suppression)[0, 1:] for video in (source, truth))
+        gaps[f"{name}_identity_gap"] = float(((a - b).norm(dim=-1) / ((a.norm(dim=-1) + b.norm(dim=-1)) / 2).clamp_min(1e-9)).mean())
+    return gaps
 
 
 def evaluation_pairs(config: EvalConfig, size: int) -> Iterator[EvalPair]:
@@ -111,8 +155,10 @@ def evaluate(
 def _score_pair(model, pair: EvalPair, judge, ablation) -> dict[str, float | None]:
     truth, source = pair.truth[0], pair.source[0]
     neutral = truth[:1].expand_as(truth)
-    transfer = drive(model, pair.truth[:, 0], pair.source)[0]
-    own = drive(model, pair.source[:, 0], pair.source)[0]
+    if model.config.reads_mesh:
+        pair = EvalPair(pair.source, pair.truth, pair.label, face_meshes(pair.source), face_meshes(pair.truth))
+    transfer = drive(model, pair.truth[:, 0], pair.source, pair.source_mesh, target_mesh_of(pair.truth_mesh))[0]
+    own = drive(model, pair.source[:, 0], pair.source, pair.source_mesh, target_mesh_of(pair.source_mesh))[0]
     moving = moving_mask(truth, neutral)[1:]
     row = {
         "self_psnr": psnr(own[1:], source[1:]),
@@ -127,7 +173,7 @@ def _score_pair(model, pair: EvalPair, judge, ablation) -> dict[str, float | Non
         "expression_accuracy": None,
         "judge_accuracy_on_ground_truth": None,
         "ablation_win": None,
-    }
+    } | identity_gaps(model, pair)
     if judge is not None:
         row["expression_accuracy"] = float(judge_label(judge, transfer.unsqueeze(0)) == pair.label)
         row["judge_accuracy_on_ground_truth"] = float(judge_label(judge, pair.truth) == pair.label)
@@ -137,11 +183,19 @@ def _score_pair(model, pair: EvalPair, judge, ablation) -> dict[str, float | Non
     return row
 
 
-def drive(model: DynamicsTransferGAN, target: Tensor, source: Tensor) -> Tensor:
+def drive(
+    model: DynamicsTransferGAN,
+    target: Tensor,
+    source: Tensor,
+    source_mesh: Tensor | None = None,
+    target_mesh: Tensor | None = None,
+) -> Tensor:
     """target (B, 3, S, S), source video (B, T, 3, S, S) -> generated video (B, T, 3, S, S),
-    driven by z_d (or by H for an ablation model)."""
-    dynamics = sequence_dynamics(model.encoder, source, model.config.appearance_suppression)
-    return model.generate_video(target, dynamics)
+    driven by z_d (or by H for an ablation model). A mesh-reading A reads ``source_mesh``
+    (B, T, MESH_POINTS, 2); a warping G moves ``target_mesh`` (B, MESH_POINTS, 2)."""
+    driving = source_mesh if model.config.reads_mesh else source
+    dynamics = sequence_dynamics(model.encoder, driving, model.config.appearance_suppression)
+    return model.generate_video(target, dynamics, target_mesh)
 
 
 def judge_label(judge: DynamicsTransferGAN, video: Tensor) -> int:

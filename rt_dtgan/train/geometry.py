@@ -1,14 +1,20 @@
-"""Stage 1 of the geometry model: A (mesh MLP + LSTM) and F (keypoint offsets) learn, on real
-video, to give the motion of each keypoint since the anchor y0.
+"""Training the geometry model (ModelConfig.geometry) on real video, in two stages.
 
-Data: prepared datasets (`rt-dtgan data prepare`), whose meshes are the live tracker's own.
-A training item is what the live stream's window sees: the anchor y0, then W consecutive
-frames from anywhere in the same clip. The target at each position is that frame's mesh
-minus the anchor's, at MOVING_POINTS, in eye units; z_d = H - H_st must carry it.
+Data: prepared datasets (`rt-dtgan data prepare`), whose crops and meshes are the live
+tracker's own.
 
-Augmentation teaches z_d to ignore the face's own shape: each item's face is stretched
-below the eyes (faces differ in length) and every point gets a fixed random displacement
-(identity), the same in all its frames; its motion is scaled (people move more or less).
+1. Keypoints (``steps``): A (mesh MLP + LSTM) and F learn to give the motion of each
+   keypoint since the anchor y0. An item is what the live stream's window sees: the anchor,
+   then W consecutive frames from anywhere in the same clip; the target at each position
+   is that frame's mesh minus the anchor's, at MOVING_POINTS, in eye units. z_d = H - H_st
+   must carry it. Augmentation teaches z_d to ignore the face's own shape: each item's face
+   is stretched below the eyes (faces differ in length) and every point gets a fixed random
+   displacement (identity), the same in all its frames; its motion is scaled.
+2. Refiner (``refine_steps``): G's U-Net learns what the warp cannot show, inside the
+   moved inner lips. An item: the anchor crop warped by the true keypoint motion of frame t
+   (mostly frames with the mouth open); the target is frame t's crop inside its mouth. With
+   about ten people to learn from, it overfits fast: colours are jittered per item (the
+   same for anchor and target) and training is short.
 """
 
 from __future__ import annotations
@@ -27,10 +33,10 @@ from tqdm import tqdm
 
 from rt_dtgan.checkpoint import save_checkpoint
 from rt_dtgan.config import ModelConfig
-from rt_dtgan.dynamics import dynamics_offline
+from rt_dtgan.dynamics import dynamics_offline, start_windowed, step_windowed
 from rt_dtgan.models import DynamicsTransferGAN
 from rt_dtgan.models.warp import LIPS_INNER, MOVING_POINTS
-from rt_dtgan.prepare import read_manifest, read_mesh
+from rt_dtgan.prepare import read_manifest, read_mesh, read_sequence
 from rt_dtgan.train.state import has_training_state, load_training_state, random_states, restore_random_states, save_training_state
 
 # The first frames of a track jump (detection, then tracking settles): anchors come later.
@@ -39,47 +45,72 @@ UPPER_LIP, LOWER_LIP = MOVING_POINTS.index(13), MOVING_POINTS.index(14)
 # Lips matter most to a viewer: their keypoints weigh this much more in the loss.
 LIP_POINTS = [MOVING_POINTS.index(point) for point in LIPS_INNER]
 LIP_WEIGHT = 3.0
+# The refiner learns from open mouths: frames whose inner lips are this far apart (eye
+# units) are drawn OPEN_SHARE of the time, where a clip has any.
+OPEN_GAP = 0.06
+OPEN_SHARE = 0.75
+# Per-item colour jitter of the refiner's data: a gain per channel and a brightness shift.
+COLOUR_GAIN = (0.75, 1.25)
+BRIGHTNESS_SHIFT = 0.15
 
 
 @dataclass(frozen=True)
 class GeometryTrainingConfig:
     """``data``: prepared dataset folders; ``hold_out``: sequence ids kept for validation.
-    ``shape_noise`` (eye units) and ``stretch`` (factor range of the face below the eyes)
-    vary identities; ``motion_scale`` (factor range) varies how much people move."""
+    Stage 1: ``steps`` of ``batch_size`` windows; ``shape_noise`` (eye units) and
+    ``stretch`` (factor range of the face below the eyes) vary identities, ``motion_scale``
+    (factor range) how much people move. Stage 2: ``refine_steps`` of ``refine_batch_size`` frames."""
 
     data: tuple[str, ...]
     hold_out: tuple[str, ...] = ()
     size: int = 128
-    steps: int = 3000
+    steps: int = 2000
     batch_size: int = 64
     learning_rate: float = 1e-3
     seed: int = 0
     shape_noise: float = 0.015
     stretch: tuple[float, float] = (0.88, 1.15)
     motion_scale: tuple[float, float] = (0.7, 1.6)
+    refine_steps: int = 600
+    refine_batch_size: int = 12
+    refine_learning_rate: float = 3e-4
+    refine_weight_decay: float = 1e-4
     checkpoint_every: int = 250
 
     def __post_init__(self) -> None:
         if not self.data:
             raise ValueError("geometry training needs at least one prepared dataset (--data)")
-        if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
-            raise ValueError("steps, batch size and checkpoint interval must be positive")
+        if min(self.steps, self.batch_size, self.refine_batch_size, self.checkpoint_every) < 1 or self.refine_steps < 0:
+            raise ValueError("steps, batch sizes and the checkpoint interval must be positive")
         if not (0 < self.stretch[0] <= self.stretch[1] and 0 < self.motion_scale[0] <= self.motion_scale[1]):
             raise ValueError("stretch and motion_scale are (low, high) ranges of positive factors")
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps + self.refine_steps
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-def load_meshes(roots: tuple[str, ...], hold_out: tuple[str, ...]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """-> (training, held-out) meshes by sequence id, each (kept, MESH_POINTS, 2) float32.
-    Raises ValueError for a held-out id that no dataset holds."""
+@dataclass(frozen=True, eq=False)
+class Clip:
+    """One prepared sequence: ``meshes`` (T, MESH_POINTS, 2) float32 in eye units and
+    ``crops`` (T, S, S, 3) uint8."""
+
+    meshes: np.ndarray
+    crops: np.ndarray
+
+
+def load_clips(roots: tuple[str, ...], hold_out: tuple[str, ...]) -> tuple[dict[str, Clip], dict[str, Clip]]:
+    """-> (training, held-out) clips by sequence id. Raises ValueError for a held-out id
+    that no dataset holds, or when no training clip is left."""
     training, held = {}, {}
     for root in roots:
         for entry in read_manifest(root)["sequences"]:
-            meshes = read_mesh(root, entry)
-            if len(meshes) > SETTLED_FROM + 1:
-                (held if entry["id"] in hold_out else training)[entry["id"]] = meshes
+            if entry["kept"] > SETTLED_FROM + 1:
+                clip = Clip(read_mesh(root, entry), read_sequence(root, entry))
+                (held if entry["id"] in hold_out else training)[entry["id"]] = clip
     unknown = sorted(set(hold_out) - set(held))
     if unknown:
         raise ValueError(f"held-out sequences not found in the data: {unknown}")
@@ -116,13 +147,13 @@ def keypoint_motion(meshes: Tensor) -> Tensor:
     return points - points[:, :1]
 
 
-def geometry_batch(clips: list[np.ndarray], config: GeometryTrainingConfig, window: int, rng: np.random.Generator) -> Tensor:
+def keypoint_batch(clips: list[Clip], config: GeometryTrainingConfig, window: int, rng: np.random.Generator) -> Tensor:
     """-> meshes (batch_size, window + 1, P, 2) float32, augmented."""
-    items = [augment(window_item(clips[rng.integers(len(clips))], window, rng), config, rng) for _ in range(config.batch_size)]
-    return torch.from_numpy(np.stack(items))
+    picks = rng.integers(len(clips), size=config.batch_size)
+    return torch.from_numpy(np.stack([augment(window_item(clips[i].meshes, window, rng), config, rng) for i in picks]))
 
 
-def geometry_loss(model: DynamicsTransferGAN, meshes: Tensor) -> Tensor:
+def keypoint_loss(model: DynamicsTransferGAN, meshes: Tensor) -> Tensor:
     """Smooth L1 between F(z_d) and the keypoints' motion at every position, lips weighted."""
     z_d = dynamics_offline(model.encoder, meshes)
     predicted = model.embedder(z_d.flatten(0, 1)).unflatten(0, z_d.shape[:2])
@@ -132,86 +163,167 @@ def geometry_loss(model: DynamicsTransferGAN, meshes: Tensor) -> Tensor:
     return (errors * weights).mean() / weights.mean()
 
 
+@dataclass(frozen=True, eq=False)
+class RefineBatch:
+    """``portrait`` and ``truth`` (B, 3, S, S) in [-1, 1]: the anchor and frame t crops;
+    ``portrait_mesh`` (B, P, 2) the anchor's mesh; ``offsets`` (B, K, 2) frame t's keypoint motion."""
+
+    portrait: Tensor
+    portrait_mesh: Tensor
+    offsets: Tensor
+    truth: Tensor
+
+
+def refine_batch(clips: list[Clip], batch_size: int, rng: np.random.Generator, jitter: bool = False) -> RefineBatch:
+    """``batch_size`` items from ``clips``; with ``jitter``, colours vary per item."""
+    items = []
+    for index in rng.integers(len(clips), size=batch_size):
+        clip = clips[index]
+        anchor = rng.integers(SETTLED_FROM, len(clip.meshes))
+        gaps = clip.meshes[:, 14, 1] - clip.meshes[:, 13, 1]
+        open_frames = np.flatnonzero(gaps > OPEN_GAP)
+        pick_open = len(open_frames) and rng.random() < OPEN_SHARE
+        frame = rng.choice(open_frames) if pick_open else rng.integers(SETTLED_FROM, len(clip.meshes))
+        items.append((clip.crops[anchor], clip.meshes[anchor], clip.crops[frame], clip.meshes[frame]))
+    portraits, anchor_meshes, truths, meshes = (np.stack(column) for column in zip(*items))
+    motion = meshes[:, list(MOVING_POINTS)] - anchor_meshes[:, list(MOVING_POINTS)]
+    portrait, truth = _images(portraits), _images(truths)
+    if jitter:
+        gain = torch.from_numpy(rng.uniform(*COLOUR_GAIN, size=(batch_size, 3, 1, 1))).float()
+        shift = torch.from_numpy(rng.uniform(-BRIGHTNESS_SHIFT, BRIGHTNESS_SHIFT, size=(batch_size, 1, 1, 1))).float()
+        portrait, truth = ((image * gain + shift).clamp(-1.0, 1.0) for image in (portrait, truth))
+    return RefineBatch(portrait, torch.from_numpy(anchor_meshes), torch.from_numpy(motion), truth)
+
+
+def _images(crops: np.ndarray) -> Tensor:
+    return torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+def refine_loss(model: DynamicsTransferGAN, batch: RefineBatch) -> tuple[Tensor, Tensor]:
+    """-> (the L1 of the refined warp against frame t inside the mouth opening, the same L1
+    of the warp alone, for reference)."""
+    warp = model.generator.warp
+    with torch.no_grad():
+        grid = warp.sampling_grid(batch.portrait_mesh, batch.offsets)
+        warped, displacement = warp.warp_crop(batch.portrait, grid)
+        mouth = warp.mouth_opening(batch.portrait_mesh, batch.offsets)
+    mask, colour = model.generator.refiner(warped, displacement.float(), mouth)
+    output = warped + mask * (colour - warped)
+    area = mouth.sum().clamp_min(1.0) * 3
+    return ((output - batch.truth).abs() * mouth).sum() / area, ((warped - batch.truth).abs() * mouth).sum() / area
+
+
 def streamed_offsets(model: DynamicsTransferGAN, meshes: np.ndarray) -> np.ndarray:
-    """One clip's meshes (T, P, 2), streamed as live with its first settled frame as y0 ->
-    F's offsets (T', K, 2), T' = T - SETTLED_FROM."""
-    from rt_dtgan.runtime.backends import TorchBackend
-    from rt_dtgan.runtime.engine import Face, StreamEngine
+    """One clip's meshes (T, P, 2), streamed through the window as live, with its first
+    settled frame as y0 -> F's offsets (T', K, 2), T' = T - SETTLED_FROM."""
+    video = torch.from_numpy(meshes[SETTLED_FROM:])
+    with torch.no_grad():
+        z_d, state = start_windowed(model.encoder, video[:1], model.config.stream_window)
+        steps = [z_d]
+        for frame in video[1:]:
+            z_d, state = step_windowed(model.encoder, frame.unsqueeze(0), state)
+            steps.append(z_d)
+        return model.embedder(torch.cat(steps)).numpy()
 
-    engine = StreamEngine(TorchBackend(model))
-    stream = engine.open(Face(np.zeros((model.config.image_size,) * 2 + (3,), np.uint8), meshes[0]))
-    return np.stack([engine.step(stream, Face(None, mesh)).offsets for mesh in meshes[SETTLED_FROM:]])
 
-
-def validate(model: DynamicsTransferGAN, held: dict[str, np.ndarray]) -> dict[str, float]:
+def validate(model: DynamicsTransferGAN, held: dict[str, Clip], config: GeometryTrainingConfig) -> dict[str, float]:
     """Per held-out clip, streamed: the mean keypoint error (eye units), the Pearson r of
-    the predicted and true inner-lip gap motion and its gain (predicted over true spread)."""
+    the predicted and true inner-lip gap motion and its gain (predicted over true spread);
+    over all held-out clips, the refiner's loss and the warp's alone on fixed pairs."""
     figures = {}
-    for name, meshes in held.items():
-        predicted = streamed_offsets(model, meshes)
-        points = meshes[SETTLED_FROM:, list(MOVING_POINTS)]
+    for name, clip in held.items():
+        predicted = streamed_offsets(model, clip.meshes)
+        points = clip.meshes[SETTLED_FROM:, list(MOVING_POINTS)]
         truth = points - points[:1]
         gap_true = truth[:, LOWER_LIP, 1] - truth[:, UPPER_LIP, 1]
         gap_predicted = predicted[:, LOWER_LIP, 1] - predicted[:, UPPER_LIP, 1]
         figures[f"{name}/error"] = float(np.abs(predicted - truth).mean())
         figures[f"{name}/mouth_r"] = float(np.corrcoef(gap_true, gap_predicted)[0, 1]) if gap_true.std() > 0 else float("nan")
         figures[f"{name}/mouth_gain"] = float(gap_predicted.std() / max(gap_true.std(), 1e-9))
-    return figures
+    batch = refine_batch(list(held.values()), 48, np.random.default_rng(12345))
+    with torch.no_grad():
+        refined, warp_only = refine_loss(model, batch)
+    return figures | {"refine_l1": float(refined), "warp_only_l1": float(warp_only)}
 
 
 def train_geometry(config: GeometryTrainingConfig, run_dir: str, progress: bool = True) -> Path:
-    """Train A and F of a geometry model (ModelConfig.geometry) for ``config.steps`` steps,
-    resuming from ``run_dir``; writes run_dir/model.safetensors and validation figures to
-    run_dir/validation.json. Returns the checkpoint path."""
+    """Train a geometry model: ``config.steps`` keypoint steps (A and F), then
+    ``config.refine_steps`` refiner steps (G), resuming from ``run_dir``. Writes
+    run_dir/model.safetensors at every checkpoint and the held-out figures to
+    run_dir/validation.jsonl. Returns the checkpoint path."""
     run = Path(run_dir)
-    training, held = load_meshes(config.data, config.hold_out)
+    training, held = load_clips(config.data, config.hold_out)
     clips = [training[name] for name in sorted(training)]
     torch.manual_seed(config.seed)
     model = DynamicsTransferGAN(ModelConfig.geometry(config.size))
-    parameters = [*model.encoder.mesh_features.parameters(), *model.encoder.lstm.parameters(), *model.embedder.parameters()]
-    optimizer = torch.optim.Adam(parameters, lr=config.learning_rate)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps, eta_min=config.learning_rate / 20)
-    start = _resume(run, config, model, optimizer, schedule) if has_training_state(run) else 0
+    optimizers = _optimizers(model, config)
+    start = _resume(run, config, model, optimizers) if has_training_state(run) else 0
     rng = np.random.default_rng([config.seed, start])
-    window = model.config.stream_window
     checkpoint = run / "model.safetensors"
     run.mkdir(parents=True, exist_ok=True)
     (run / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-    bar = tqdm(total=config.steps, initial=start, desc="geometry", unit="step", disable=not progress)
+    bar = tqdm(total=config.total_steps, initial=start, desc="geometry", unit="step", disable=not progress)
     began = time.perf_counter()
-    for step in range(start, config.steps):
+    for step in range(start, config.total_steps):
         model.train()
-        loss = geometry_loss(model, geometry_batch(clips, config, window, rng))
+        keypoints = step < config.steps
+        if keypoints:
+            losses = {"keypoints": keypoint_loss(model, keypoint_batch(clips, config, model.config.stream_window, rng))}
+        else:
+            batch = refine_batch(clips, config.refine_batch_size, rng, jitter=True)
+            refined, warp_only = refine_loss(model, batch)
+            losses = {"refine": refined, "warp_only": warp_only}
+        optimizer, schedule = optimizers["keypoints" if keypoints else "refine"]
         optimizer.zero_grad()
-        loss.backward()
+        next(iter(losses.values())).backward()
         optimizer.step()
         schedule.step()
         bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.4f}")
+        bar.set_postfix({name: f"{value.item():.4f}" for name, value in losses.items()})
         done = step + 1
-        if done % config.checkpoint_every == 0 or done == config.steps:
-            _save(run, done, config, model, optimizer, schedule, checkpoint, held, time.perf_counter() - began)
+        if done % config.checkpoint_every == 0 or done in (config.steps, config.total_steps):
+            _save(run, done, config, model, optimizers, checkpoint, held, time.perf_counter() - began)
     bar.close()
     return checkpoint
 
 
-def _save(run: Path, step: int, config, model, optimizer, schedule, checkpoint: Path, held, seconds: float) -> None:
-    trees = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict()}
-    save_training_state(run, step, trees | {"random": random_states()}, config.to_dict())
+def _optimizers(model: DynamicsTransferGAN, config: GeometryTrainingConfig) -> dict:
+    """name -> (Adam, cosine schedule) for the keypoint stage (A, F) and the refiner (G)."""
+    stages = {
+        "keypoints": ([*model.encoder.mesh_features.parameters(), *model.encoder.lstm.parameters(), *model.embedder.parameters()],
+                      config.learning_rate, config.steps),
+        "refine": (list(model.generator.refiner.parameters()), config.refine_learning_rate, max(config.refine_steps, 1)),
+    }
+    made = {}
+    for name, (parameters, rate, steps) in stages.items():
+        decay = config.refine_weight_decay if name == "refine" else 0.0
+        optimizer = torch.optim.Adam(parameters, lr=rate, weight_decay=decay)
+        made[name] = (optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps, eta_min=rate / 20))
+    return made
+
+
+def _save(run: Path, step: int, config, model, optimizers, checkpoint: Path, held, seconds: float) -> None:
+    trees = {"model": model.state_dict(), "random": random_states()}
+    for name, (optimizer, schedule) in optimizers.items():
+        trees |= {f"optimizer.{name}": optimizer.state_dict(), f"schedule.{name}": schedule.state_dict()}
+    save_training_state(run, step, trees, config.to_dict())
     model.eval()
     save_checkpoint(checkpoint, model)
-    figures = validate(model, held) if held else {}
-    log = {"step": step, "seconds": round(seconds, 1)} | figures
+    figures = validate(model, held, config) if held else {}
     with (run / "validation.jsonl").open("a") as file:
-        file.write(json.dumps(log) + "\n")
+        file.write(json.dumps({"step": step, "seconds": round(seconds, 1)} | figures) + "\n")
 
 
-def _resume(run: Path, config: GeometryTrainingConfig, model, optimizer, schedule) -> int:
+def _resume(run: Path, config: GeometryTrainingConfig, model, optimizers) -> int:
     step, trees, saved = load_training_state(run)
-    if {k: v for k, v in saved.items() if k != "steps"} != {k: v for k, v in json.loads(json.dumps(config.to_dict())).items() if k != "steps"}:
+    unchanged = ("steps", "refine_steps")
+    if {k: v for k, v in saved.items() if k not in unchanged} != {
+        k: v for k, v in json.loads(json.dumps(config.to_dict())).items() if k not in unchanged
+    }:
         raise ValueError(f"{run} holds a run with another config; resume it with that config or use a new run directory")
     model.load_state_dict(trees["model"])
-    optimizer.load_state_dict(trees["optimizer"])
-    schedule.load_state_dict(trees["schedule"])
+    for name, (optimizer, schedule) in optimizers.items():
+        optimizer.load_state_dict(trees[f"optimizer.{name}"])
+        schedule.load_state_dict(trees[f"schedule.{name}"])
     restore_random_states(trees["random"])
     return step

@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import environment, percentiles, print_table, write_json  # noqa: E402
 
-from rt_dtgan.checkpoint import load_checkpoint  # noqa: E402
+from rt_dtgan.checkpoint import load_checkpoint, resolve_checkpoint  # noqa: E402
 from rt_dtgan.config import ModelConfig  # noqa: E402
 from rt_dtgan.models import DynamicsTransferGAN  # noqa: E402
 from rt_dtgan.runtime.backends import OnnxRuntimeBackend, TorchBackend  # noqa: E402
@@ -99,15 +99,16 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     stream_counts = [int(n) for n in args.streams.split(",")]
     results = []
+    checkpoint = str(resolve_checkpoint(args.checkpoint)) if args.checkpoint else None
     with tempfile.TemporaryDirectory() as workdir:
         models = (
-            [load_checkpoint(args.checkpoint)]
-            if args.checkpoint
+            [load_checkpoint(checkpoint)]
+            if checkpoint
             else [DynamicsTransferGAN(preset(args.kind, int(s))).eval() for s in args.sizes.split(",")]
         )
         for model in models:
             for backend_name in args.backends.split(","):
-                backend = make_backend(backend_name, model, args.checkpoint, Path(workdir), args.threads)
+                backend = make_backend(backend_name, model, checkpoint, Path(workdir), args.threads)
                 engine = StreamEngine(backend)
                 for streams in stream_counts:
                     kind = "geometry" if model.config.warps else "paper"

@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import environment, percentiles, print_table, write_json  # noqa: E402
 
-from rt_dtgan.checkpoint import save_checkpoint  # noqa: E402
+from rt_dtgan.checkpoint import resolve_checkpoint, save_checkpoint  # noqa: E402
 from rt_dtgan.commands.common import load_target_spec, synthetic_source_factory  # noqa: E402
 from rt_dtgan.config import ModelConfig  # noqa: E402
 from rt_dtgan.face import FaceTracker  # noqa: E402
@@ -70,7 +70,7 @@ def default_media(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def make_engine(args: argparse.Namespace, workdir: Path) -> tuple[StreamEngine, str]:
-    checkpoint = args.checkpoint
+    checkpoint = str(resolve_checkpoint(args.checkpoint)) if args.checkpoint else None
     if checkpoint is None:
         checkpoint = str(save_checkpoint(workdir / "fresh.safetensors", DynamicsTransferGAN(ModelConfig.for_size(args.size))))
     engines = None

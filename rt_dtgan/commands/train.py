@@ -185,14 +185,14 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from rt_dtgan.checkpoint import load_checkpoint
+    from rt_dtgan.checkpoint import load_checkpoint, resolve_checkpoint
     from rt_dtgan.train.evaluate import EvalConfig, evaluate
 
     try:
         config = EvalConfig(pairs=args.identities, length=args.length, head_pose=args.head_pose)
     except ValueError as error:
         raise UsageError(str(error)) from error
-    model = load_checkpoint(args.checkpoint)
+    model = load_checkpoint(resolve_checkpoint(args.checkpoint))
     judge = load_checkpoint(args.judge, required_parts=["encoder"]) if args.judge else None
     ablation = load_checkpoint(args.ablation) if args.ablation else None
     if ablation is not None and ablation.config.appearance_suppression:

@@ -27,8 +27,8 @@ class WarpPlan:
     """Precomputed warping of one portrait. ``rows`` x ``columns`` (slices): the box of
     portrait pixels under the crop; ``grid_x``, ``grid_y`` and ``crop_x``, ``crop_y`` (h, w)
     float32: each box pixel's position in grid cells and in crop pixels (cv2.remap indices);
-    ``to_image`` (2, 2) float32: crop-pixel vectors -> image-pixel vectors; ``index_x``,
-    ``index_y`` (h, w) float32: the box pixels' own image indices."""
+    ``to_image`` (2, 2) float32: crop-pixel vectors -> image-pixel vectors; ``box_indices``
+    (h, w, 2) float32: the box pixels' own image indices (x, y)."""
 
     target: Target
     grid_side: int
@@ -39,8 +39,7 @@ class WarpPlan:
     crop_x: np.ndarray
     crop_y: np.ndarray
     to_image: np.ndarray
-    index_x: np.ndarray
-    index_y: np.ndarray
+    box_indices: np.ndarray
 
     @classmethod
     def build(cls, target: Target, grid_side: int) -> WarpPlan:
@@ -63,28 +62,40 @@ class WarpPlan:
             *(np.ascontiguousarray(values, dtype=np.float32) for values in (in_grid[..., 0], in_grid[..., 1])),
             *(np.ascontiguousarray(values - 0.5, dtype=np.float32) for values in (in_crop[..., 0], in_crop[..., 1])),
             target.transform.inverse().matrix.astype(np.float32),
-            columns,
-            rows,
+            np.ascontiguousarray(np.stack([columns, rows], axis=-1)),
         )
 
     def render(self, grid: np.ndarray, mask: np.ndarray, colour: np.ndarray) -> np.ndarray:
         """grid (G, G, 2) float32 crop-pixel sampling positions of the grid's centres, mask
-        (S, S) in [0, 1], colour (S, S, 3) in [-1, 1] -> a new (H, W, 3) uint8 portrait."""
+        (S, S) uint8 (255 = all colour), colour (S, S, 3) uint8 RGB -> a new (H, W, 3) uint8 portrait."""
         side = self.grid_side
         if grid.shape != (side, side, 2):
             raise FaceError(f"the plan is for a {side} x {side} grid, got {grid.shape}")
         steps = (np.arange(side, dtype=np.float32) + 0.5) * (self.target.config.size / side)
-        displacement = grid - np.stack(np.meshgrid(steps, steps), axis=-1)
+        # Into image units on the grid itself (bilinear upsampling commutes with a linear map).
+        displacement = (grid - np.stack(np.meshgrid(steps, steps), axis=-1)) @ self.to_image.T
         field = cv2.remap(displacement, self.grid_x, self.grid_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        in_image = field @ self.to_image.T
-        image = self.target.image
         # Bicubic: the portrait keeps its detail (the landmark warp measured 0.4 to 0.6 of the
         # portrait's sharpness with bilinear sampling, 0.7 to 0.9 with bicubic).
-        map_x, map_y = self.index_x + in_image[..., 0], self.index_y + in_image[..., 1]
-        warped = cv2.remap(image, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
-        weight = cv2.remap(mask, self.crop_x, self.crop_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)[..., None]
-        painted = cv2.remap((colour + 1.0) * 127.5, self.crop_x, self.crop_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        blended = warped + weight * (painted - warped)
-        output = image.copy()
-        output[self.rows, self.columns] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+        warped = cv2.remap(self.target.image, field + self.box_indices, None, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+        self._paint(warped, mask, colour)
+        output = self.target.image.copy()
+        output[self.rows, self.columns] = warped
         return output
+
+    def _paint(self, warped: np.ndarray, mask: np.ndarray, colour: np.ndarray) -> None:
+        """Blend ``colour`` into the warped box (h, w, 3) uint8, in place, where ``mask`` is
+        not 0: only over the box pixels around the mask's own extent."""
+        painted_rows, painted_columns = np.nonzero(mask)
+        if not len(painted_rows):
+            return
+        low = np.array([painted_columns.min() - 1.5, painted_rows.min() - 1.5], dtype=np.float32)
+        high = np.array([painted_columns.max() + 1.5, painted_rows.max() + 1.5], dtype=np.float32)
+        inside = (self.crop_x >= low[0]) & (self.crop_x <= high[0]) & (self.crop_y >= low[1]) & (self.crop_y <= high[1])
+        box_rows, box_columns = np.nonzero(inside.any(axis=1))[0], np.nonzero(inside.any(axis=0))[0]
+        area = slice(box_rows[0], box_rows[-1] + 1), slice(box_columns[0], box_columns[-1] + 1)
+        crop_x, crop_y = self.crop_x[area], self.crop_y[area]
+        weight = cv2.remap(mask, crop_x, crop_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT).astype(np.float32) / 255.0
+        paint = cv2.remap(colour, crop_x, crop_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+        region = warped[area].astype(np.float32)
+        warped[area] = np.clip(region + weight[..., None] * (paint - region) + 0.5, 0, 255).astype(np.uint8)

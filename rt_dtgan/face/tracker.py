@@ -23,7 +23,10 @@ FACE_TOO_SMALL = "face too small"
 class TrackerConfig:
     """``max_faces`` faces are tracked and the largest is used (1, the default, tracks the
     first face found: with more, MediaPipe re-runs its detector on every frame that shows
-    fewer faces); ``refine_landmarks`` adds the iris points, which alignment does not use;
+    fewer faces); ``refine_landmarks`` runs FaceMesh's attention model, which adds the iris
+    points and, what matters here, follows lids and lips far better (measured on a real
+    clip: a blink closes the lids to 0.07 of the eye width with it, 0.35 without; the cost,
+    0.2 ms a frame, is within the noise);
     ``detection_max_side`` caps
     the frame side given to MediaPipe (larger frames are downscaled for detection only);
     faces with eyes closer than ``min_eye_distance`` pixels are reported as too small;
@@ -34,7 +37,7 @@ class TrackerConfig:
     over itself and the last result kept."""
 
     max_faces: int = 1
-    refine_landmarks: bool = False
+    refine_landmarks: bool = True
     min_detection_confidence: float = 0.5
     min_tracking_confidence: float = 0.5
     detection_max_side: int = 1280

@@ -25,8 +25,9 @@ class KeypointMotion:
     target's keypoints (MOVING_POINTS) moves, in eye units, the stream's expression
     strength applied. Unless ``still`` (no offset at all: the target as it is):
     ``grid`` (G, G, 2) float32, where the centres of a G x G grid over the output crop
-    sample the target crop, in crop pixels; ``mask`` (S, S) float32 in [0, 1] and
-    ``colour`` (S, S, 3) float32 in [-1, 1], what the refiner blends over the warp."""
+    sample the target crop, in crop pixels; ``mask`` (S, S) uint8 (255 = all colour) and
+    ``colour`` (S, S, 3) uint8 RGB, what the refiner blends over the warp (8 bits each, as
+    they travel from a remote worker, so that every path renders the same frame)."""
 
     offsets: np.ndarray
     grid: np.ndarray | None = None
@@ -46,22 +47,32 @@ class WarpStage:
         self.backend = backend
 
     def motions(self, offsets: Tensor, portraits: Tensor, meshes: Tensor) -> list[KeypointMotion]:
-        """offsets (B, K, 2), portraits (B, 3, S, S) in [-1, 1], meshes (B, MESH_POINTS, 2) -> B motions."""
+        """offsets (B, K, 2), portraits (B, 3, S, S) in [-1, 1], meshes (B, MESH_POINTS, 2) -> B
+        motions. The refiner runs only for streams whose mouth is open: elsewhere its mask is
+        0 by construction."""
         offsets = offsets.float()
-        moving = [i for i in range(len(offsets)) if offsets[i].any()]
         motions = [KeypointMotion(row.numpy()) for row in offsets]
+        moving = [i for i in range(len(offsets)) if offsets[i].any()]
         if not moving:
             return motions
         with torch.no_grad():
             grid = self.warp.sampling_grid(meshes[moving], offsets[moving])
-            warped, displacement = self.warp.warp_crop(portraits[moving], grid)
             mouth = self.warp.mouth_opening(meshes[moving], offsets[moving])
-        refined = self.backend.run("refine", {"warped": warped, "displacement": displacement.float(), "mouth": mouth})
+        size = portraits.shape[-1]
+        masks = np.zeros((len(moving), size, size), np.uint8)
+        colours = np.zeros((len(moving), size, size, 3), np.uint8)
+        open_mouths = [j for j in range(len(moving)) if mouth[j].any()]
+        if open_mouths:
+            masks[open_mouths], colours[open_mouths] = self._refine(portraits[[moving[j] for j in open_mouths]], grid[open_mouths], mouth[open_mouths])
         for j, i in enumerate(moving):
-            motions[i] = KeypointMotion(
-                motions[i].offsets,
-                grid[j].numpy(),
-                refined["mask"][j, 0].numpy(),
-                refined["colour"][j].permute(1, 2, 0).numpy(),
-            )
+            motions[i] = KeypointMotion(motions[i].offsets, grid[j].numpy(), masks[j], colours[j])
         return motions
+
+    def _refine(self, portraits: Tensor, grid: Tensor, mouth: Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """-> the refiner's mask (N, S, S) and colour (N, S, S, 3), 8 bits each."""
+        with torch.no_grad():
+            warped, displacement = self.warp.warp_crop(portraits, grid)
+        refined = self.backend.run("refine", {"warped": warped, "displacement": displacement.float(), "mouth": mouth})
+        masks = refined["mask"][:, 0].mul(255.0).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+        colours = refined["colour"].permute(0, 2, 3, 1).add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+        return masks, colours

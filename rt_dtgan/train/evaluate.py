@@ -15,9 +15,10 @@ the ground truth of the transfer. Measured (means over pairs, frames 1..T-1):
   of the generated transfer's last frame; judge_accuracy_on_ground_truth beside it;
 - ablation_win_rate: share of pairs where z_d = H - H_st gives a higher transfer SSIM than
   the ablation model driven by H (the paper's experiment 3);
-- z_d_identity_gap, h_identity_gap: how far apart A's encoding of its own video and of B
-  rendered with the same track are, |a - b| over the mean of |a| and |b| (frames 1..T-1),
-  for z_d and for H: what appearance suppression removes of the driver's face.
+- z_d_identity_gap, h_identity_gap: how far apart A's encodings of A's video and of B
+  rendered with the same track are (mean |a - b| over frames 1..T-1), for z_d and for H,
+  both over the mean |z_d| of A's video (the size of the motion itself): what appearance
+  suppression removes of the driver's face.
 
 A model whose A reads the face mesh gets the meshes MediaPipe reads on the renders (the
 live tracker, video mode; a frame without a face repeats the last mesh), and a warping G
@@ -99,10 +100,11 @@ def identity_gaps(model: DynamicsTransferGAN, pair: EvalPair) -> dict[str, float
     """The same expression track on two faces: how far apart A encodes them, for z_d and H."""
     source = pair.source if pair.source_mesh is None else pair.source_mesh
     truth = pair.truth if pair.truth_mesh is None else pair.truth_mesh
+    motion = sequence_dynamics(model.encoder, source)[0, 1:].norm(dim=-1).mean().clamp_min(1e-9)
     gaps = {}
     for name, suppression in (("z_d", True), ("h", False)):
         a, b = (sequence_dynamics(model.encoder, video, suppression)[0, 1:] for video in (source, truth))
-        gaps[f"{name}_identity_gap"] = float(((a - b).norm(dim=-1) / ((a.norm(dim=-1) + b.norm(dim=-1)) / 2).clamp_min(1e-9)).mean())
+        gaps[f"{name}_identity_gap"] = float((a - b).norm(dim=-1).mean() / motion)
     return gaps
 
 

@@ -222,26 +222,40 @@ def _ms(start: float, end: float) -> float:
 
 
 class RemoteDriver:
-    """A stream on a remote worker. Live (``blocking`` False): submit the newest crop and
-    take the newest result, or None while none has arrived. Offline (``blocking`` True):
-    exactly one result per crop."""
+    """A stream on a remote worker (a connected StreamClient). Live (``blocking`` False):
+    submit the newest face and take the newest result, or None while none has arrived.
+    Offline (``blocking`` True): exactly one result per face. Faces go with their mesh where
+    the worker's model reads meshes or warps; results are what LocalDriver gives: a crop or
+    a KeypointMotion, ``strength`` scaling a warping model's motion."""
 
-    def __init__(self, client, target: AlignedFace, reference: AlignedFace | None, blocking: bool) -> None:
+    def __init__(
+        self, client, target: AlignedFace, reference: AlignedFace | None, blocking: bool, strength: float = 1.0
+    ) -> None:
         self.client, self.blocking = client, blocking
-        client.open(target.crop, None if reference is None else reference.crop)
+        reference_crop, reference_mesh = (None, None) if reference is None else (reference.crop, self._mesh(reference))
+        client.open(
+            target.crop, reference_crop, target_mesh=self._mesh(target), reference_mesh=reference_mesh, strength=strength
+        )
 
-    def step(self, face: AlignedFace) -> np.ndarray | None:
+    def step(self, face: AlignedFace) -> Generated | None:
         if self.blocking:
-            return self.client.process(face.crop).crop
-        self.client.submit(face.crop)
+            return self.client.process(face.crop, mesh=self._mesh(face)).generated
+        self.client.submit(face.crop, mesh=self._mesh(face))
         result = self.client.poll()
-        return None if result is None else result.crop
+        return None if result is None else result.generated
 
     def recalibrate(self, reference: AlignedFace | None = None) -> None:
-        self.client.recalibrate(None if reference is None else reference.crop)
+        if reference is None:
+            self.client.recalibrate()
+        else:
+            self.client.recalibrate(reference.crop, reference_mesh=self._mesh(reference))
 
     def close(self) -> None:
         self.client.close()
+
+    def _mesh(self, face: AlignedFace) -> np.ndarray | None:
+        """The face's mesh where the worker's model needs it, else None."""
+        return face.mesh if self.client.model.needs_mesh else None
 
 
 CONTROL_COMMANDS = ("recalibrate", "mirror", "quit")

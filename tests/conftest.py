@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import threading
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -30,6 +33,57 @@ def make_lively_model(size: int = 64, seed: int = 0, stream_window: int | None =
         nn.init.normal_(model.encoder.lstm.weight_ih_l0, std=0.3)
         model.generator.embedding_stem.weight.mul_(10.0)
     return model.eval()
+
+
+LOOPBACK = "tcp://127.0.0.1:*"
+
+
+def make_lively_geometry_model(size: int = 64, window: int = 4, seed: int = 0) -> DynamicsTransferGAN:
+    """A fresh geometry model (ModelConfig.geometry) in eval mode whose keypoint offsets move
+    by about 0.1 eye units for meshes that move by a few hundredths, as a trained one does."""
+    torch.manual_seed(seed)
+    model = DynamicsTransferGAN(dataclasses.replace(ModelConfig.geometry(size), stream_window=window))
+    with torch.no_grad():
+        nn.init.normal_(model.encoder.lstm.weight_ih_l0, std=0.3)
+        model.embedder.layers[-1].weight.mul_(300.0)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one thread for the module's tests, then back to what it was."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@contextmanager
+def serving(server):
+    """Run a transport Worker or Broker's serve_forever in a thread; stop and join it on exit."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        thread.join(timeout=5)
+        assert not thread.is_alive(), "server did not stop"
+
+
+def new_worker(model: DynamicsTransferGAN, **config):
+    """A transport Worker on loopback (an ephemeral port unless ``bind`` is given) serving ``model``."""
+    from rt_dtgan.runtime.backends import TorchBackend
+    from rt_dtgan.runtime.engine import StreamEngine
+    from rt_dtgan.transport import Worker, WorkerConfig
+
+    config.setdefault("bind", LOOPBACK)
+    return Worker(WorkerConfig(**config), StreamEngine(TorchBackend(model)))
+
+
+def header(**fields) -> bytes:
+    """A protocol header: ``{"v": 1, **fields}`` as JSON bytes."""
+    return json.dumps({"v": 1, **fields}).encode()
 
 
 def random_video(batch: int, length: int, size: int, seed: int = 0) -> torch.Tensor:

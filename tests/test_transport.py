@@ -16,12 +16,10 @@ import sys
 import threading
 import time
 import tracemalloc
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import zmq
 
 from rt_dtgan.runtime.backends import TorchBackend
@@ -36,24 +34,19 @@ from rt_dtgan.transport import (
     SecurityError,
     StreamClient,
     TransportError,
-    Worker,
     WorkerConfig,
     generate_keys,
     is_local_address,
 )
 from rt_dtgan.transport.protocol import MAX_HEADER_BYTES, WORKER_REPLIES, JpegCodec, encode_image, jpeg_dimensions
 from rt_dtgan.transport.security import AUTHORIZED_CLIENTS_DIR
+from conftest import LOOPBACK, header, new_worker, serving
 
 SIZE = 64
-LOOPBACK = "tcp://127.0.0.1:*"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# Each module's tests run torch on one thread, as a worker beside a tracker does.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def crops(count: int, seed: int) -> list[np.ndarray]:
@@ -67,28 +60,6 @@ def smooth_crop(seed: int) -> np.ndarray:
     y, x = np.mgrid[0:SIZE, 0:SIZE] / SIZE
     channels = [np.sin(6 * x * rng.uniform(0.5, 2) + 4 * y * rng.uniform(0.5, 2) + rng.uniform(0, 6)) for _ in range(3)]
     return ((np.stack(channels, -1) + 1) * 127.5).astype(np.uint8)
-
-
-@contextmanager
-def serving(server):
-    """Run a Worker or Broker's serve_forever in a thread; stop and join it on exit."""
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        thread.join(timeout=5)
-        assert not thread.is_alive(), "server did not stop"
-
-
-def new_worker(model, **config) -> Worker:
-    config.setdefault("bind", LOOPBACK)
-    return Worker(WorkerConfig(**config), StreamEngine(TorchBackend(model)))
-
-
-def header(**fields) -> bytes:
-    return json.dumps({"v": 1, **fields}).encode()
 
 
 class RawPeer:

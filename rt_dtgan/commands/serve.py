@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from rt_dtgan.commands.common import UsageError, add_model_arguments, open_engine
+from rt_dtgan.commands.common import add_model_arguments, open_engine
 
 
 def add_parsers(commands) -> None:
@@ -45,11 +45,6 @@ def run_serve(args: argparse.Namespace) -> int:
     else:
         config = WorkerConfig(bind=args.bind or "tcp://127.0.0.1:5555", **options)
     engine, checkpoint = open_engine(args)
-    if engine.config.reads_mesh or engine.config.warps:
-        raise UsageError(
-            f"{checkpoint} reads the face mesh or warps the portrait; the worker protocol carries crops only so far: "
-            "run it in-process (rt-dtgan live without --remote)"
-        )
     print(f"serving {checkpoint} on {config.bind or 'broker ' + config.broker}; Ctrl-C stops", file=sys.stderr)
     run_worker(config, engine)
     return 0

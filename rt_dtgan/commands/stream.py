@@ -107,8 +107,8 @@ def _local_engine(args: argparse.Namespace):
 
 
 def _remote_engine(args: argparse.Namespace, blocking: bool):
-    """As _local_engine, for a worker at --remote (crops aligned with the default eye points)."""
-    from rt_dtgan.config import PreprocessConfig
+    """As _local_engine, for a worker at --remote: crops aligned as its model says, sent with
+    their meshes where it reads meshes or warps."""
     from rt_dtgan.pipeline import RemoteDriver
     from rt_dtgan.transport import ClientConfig, ClientKeys, StreamClient
 
@@ -118,8 +118,13 @@ def _remote_engine(args: argparse.Namespace, blocking: bool):
     image_format = "jpeg" if args.compress else "rgb24"
     client = StreamClient(ClientConfig(address=args.remote, frame_format=image_format, result_format=image_format, keys=keys))
     size = client.connect()
-    print(f"engine: remote worker at {args.remote}, {size} px crops, {image_format} frames", file=sys.stderr)
-    return PreprocessConfig(size=size), lambda target, reference: RemoteDriver(client, target, reference, blocking)
+    faces = "crops and meshes" if client.model.needs_mesh else "crops"
+    print(f"engine: remote worker at {args.remote}, {size} px {faces}, {image_format} frames", file=sys.stderr)
+
+    def make_driver(target, reference):
+        return RemoteDriver(client, target, reference, blocking, args.strength)
+
+    return client.model.preprocess(size), make_driver
 
 
 def run_transfer(args: argparse.Namespace) -> int:

@@ -6,7 +6,8 @@ every heartbeat. An OPEN goes to the worker with the most free stream slots (the
 recently chosen among equals); the worker's OPENED pins that (client, stream) to it, and
 every later message of the stream goes there. A worker silent for ``worker_timeout_s`` is
 forgotten with its streams: their next message gets ERROR 404 and the client reopens
-elsewhere.
+elsewhere. All workers serve the crop size and model of the first one to join (a client
+learns them from one PONG and may be reopened on any of them).
 """
 
 from __future__ import annotations
@@ -21,7 +22,15 @@ from pathlib import Path
 import zmq
 
 from rt_dtgan.config import ConfigError
-from rt_dtgan.transport.protocol import ErrorCode, MessageType, ProtocolError, error_message, parse_header, payload_bytes
+from rt_dtgan.transport.protocol import (
+    ErrorCode,
+    MessageType,
+    ModelInfo,
+    ProtocolError,
+    error_message,
+    parse_header,
+    payload_bytes,
+)
 from rt_dtgan.transport.security import check_exposure, secure_server, start_authenticator
 from rt_dtgan.transport.worker import MAX_PARTS, POLL_INTERVAL_MS, stop_on_signals
 
@@ -57,6 +66,7 @@ class BrokerConfig:
 class _WorkerInfo:
     name: str
     crop_size: int
+    model: ModelInfo
     max_streams: int
     streams: int
     opens_since_report: int
@@ -210,18 +220,20 @@ class Broker:
     def _on_ready(self, identity: bytes, header: dict) -> None:
         if header.get("type") != MessageType.READY:
             return
-        crop_size, max_streams, streams = header.get("crop_size"), header.get("max_streams"), header.get("streams")
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (crop_size, max_streams, streams)):
+        announced = _announcement(header)
+        if announced is None:
             log.warning("malformed READY from a worker: %s", header)
             return
-        sizes = {info.crop_size for key, info in self.workers.items() if key != identity}
-        if sizes and crop_size not in sizes:
-            log.warning("worker %s serves %d px crops, the others %s; not used", header.get("worker"), crop_size, sizes)
+        crop_size, model, max_streams, streams = announced
+        served = {(info.crop_size, info.model) for key, info in self.workers.items() if key != identity}
+        if served and (crop_size, model) not in served:
+            name = header.get("worker")
+            log.warning("worker %s serves %d px crops with %s, the others %s; not used", name, crop_size, model, served)
             return
         info = self.workers.get(identity)
         if info is None:
             log.info("worker %s joined (%d px, %d streams at most)", header.get("worker"), crop_size, max_streams)
-            info = self.workers[identity] = _WorkerInfo(str(header.get("worker")), crop_size, max_streams, streams, 0, 0.0)
+            info = self.workers[identity] = _WorkerInfo(str(header.get("worker")), crop_size, model, max_streams, streams, 0, 0.0)
         info.max_streams, info.streams, info.opens_since_report = max_streams, streams, 0
         info.last_seen = time.monotonic()
 
@@ -243,6 +255,19 @@ class Broker:
         idle_s = self.config.stream_idle_timeout_s
         for key in [k for k, pin in self.pins.items() if pin.worker not in self.workers or now - pin.last_active > idle_s]:
             del self.pins[key]
+
+
+def _announcement(header: dict) -> tuple[int, ModelInfo, int, int] | None:
+    """A READY's (crop_size, model, max_streams, streams), or None when it is malformed."""
+    counts = [header.get(key) for key in ("crop_size", "max_streams", "streams")]
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts):
+        return None
+    try:
+        model = ModelInfo.from_header(header)
+    except ProtocolError:
+        return None
+    crop_size, max_streams, streams = counts
+    return crop_size, model, max_streams, streams
 
 
 def _drain(socket: zmq.Socket) -> Iterator[list]:

@@ -9,6 +9,10 @@ matched by sequence number and handed out in order; a late one is dropped.
 When no reply comes for ``reply_timeout_s`` (or the worker has forgotten the stream), the
 client reports an OUTAGE, drops its socket, pings on a fresh one until a worker answers,
 reopens the stream with the same target and anchor (y0), and goes on.
+
+The worker's model (``model``, learnt in ``connect``) says what a face is: a crop, or, for
+a model that reads the face mesh or warps the portrait, a crop and its mesh; and what a
+result is: a crop, or a warping model's KeypointMotion.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import zmq
 
-from rt_dtgan.config import ConfigError
+from rt_dtgan.config import MESH_POINTS, ConfigError
+from rt_dtgan.runtime.engine import Face, Generated
+from rt_dtgan.runtime.warping import KeypointMotion
 from rt_dtgan.transport.protocol import (
     DEFAULT_JPEG_QUALITY,
     IMAGE_FORMATS,
@@ -29,10 +35,13 @@ from rt_dtgan.transport.protocol import (
     ErrorCode,
     JpegCodec,
     MessageType,
+    ModelInfo,
     ProtocolError,
     decode_image,
+    decode_motion,
     encode_header,
     encode_image,
+    encode_mesh,
     parse_header,
 )
 from rt_dtgan.transport.security import ClientKeys, check_exposure, secure_client
@@ -89,19 +98,26 @@ class ClientConfig:
 
 @dataclass(frozen=True)
 class RemoteResult:
-    """A generated crop, uint8 (S, S, 3) RGB, for the frame numbered ``seq``. ``timings`` in
-    ms: the worker's decode, queue, engine and encode, and the client's round_trip."""
+    """What the worker made of the frame numbered ``seq``: a generated ``crop``, uint8 (S, S, 3)
+    RGB, or for a warping model its ``motion`` (and ``crop`` None). ``timings`` in ms: the
+    worker's decode, queue, engine and encode, and the client's round_trip."""
 
-    crop: np.ndarray
+    crop: np.ndarray | None
     seq: int
     ts_ns: int | None
     timings: dict[str, float]
     batch: int
+    motion: KeypointMotion | None = None
+
+    @property
+    def generated(self) -> Generated:
+        """The crop or the motion: what StreamEngine.step gives in-process."""
+        return self.crop if self.motion is None else self.motion
 
 
 @dataclass
 class _Sent:
-    crop: np.ndarray
+    face: Face
     ts_ns: int | None
     sent_at: float
 
@@ -115,12 +131,15 @@ class _Link:
 
 
 class StreamClient:
-    """One remote stream. ``connect()`` learns the crop size; ``open(target)`` starts the
-    stream; then ``submit``/``poll`` (live) or ``process`` (offline, one result per frame)."""
+    """One remote stream. ``connect()`` learns the crop size and the model; ``open(target)``
+    starts the stream; then ``submit``/``poll`` (live) or ``process`` (offline, one result
+    per frame). Where ``model.needs_mesh``, every face goes with its mesh (the ``mesh``
+    arguments, float32 (MESH_POINTS, 2) in eye units); elsewhere meshes are refused."""
 
     def __init__(self, config: ClientConfig) -> None:
         self.config = config
         self.crop_size: int | None = None
+        self.model: ModelInfo | None = None
         self.stream_id: int | None = None
         self.outages = 0
         self.last_error: str | None = None
@@ -129,10 +148,11 @@ class StreamClient:
         self._seq = itertools.count(1)
         self._phase = _Phase.IDLE
         self._closed = False
-        self._target: np.ndarray | None = None
-        self._anchor: np.ndarray | None = None
+        self._target: Face | None = None
+        self._anchor: Face | None = None
         self._in_flight: dict[int, _Sent] = {}
-        self._waiting: tuple[int, np.ndarray, int | None] | None = None
+        self._waiting: tuple[int, Face, int | None] | None = None
+        self._strength = 1.0
         self._fresh: RemoteResult | None = None
         self._latest: RemoteResult | None = None
         self._failed: dict[int, TransportError] = {}
@@ -166,41 +186,51 @@ class StreamClient:
     # -- setup -----------------------------------------------------------------------------
 
     def connect(self, timeout_s: float = 10.0) -> int:
-        """Ping until the worker answers; returns its crop size S."""
+        """Ping until the worker answers; returns its crop size S and sets ``model``."""
         reply = self._request([encode_header(MessageType.PING, seq=next(self._seq))], MessageType.PONG, timeout_s)
         self.crop_size = _positive_int(reply, "crop_size")
+        self.model = _model(reply)
         return self.crop_size
 
-    def open(self, target_crop: np.ndarray, reference_crop: np.ndarray | None = None, timeout_s: float = 10.0) -> int:
+    def open(
+        self,
+        target_crop: np.ndarray,
+        reference_crop: np.ndarray | None = None,
+        timeout_s: float = 10.0,
+        *,
+        target_mesh: np.ndarray | None = None,
+        reference_mesh: np.ndarray | None = None,
+        strength: float = 1.0,
+    ) -> int:
         """Start driving ``target_crop`` (uint8 (S, S, 3) RGB); ``reference_crop`` is the neutral
-        anchor y0, or, without one, the first frame is. Returns the stream id."""
+        anchor y0, or, without one, the first frame is. ``strength`` scales a warping model's
+        motion (0 to 3). Returns the stream id."""
         if self._closed or self._phase != _Phase.IDLE:
             raise TransportError("this client has opened its stream already; use another client for another stream")
         if self.crop_size is None:
             self.connect(timeout_s)
-        self._check_crop(target_crop, "target")
-        if reference_crop is not None:
-            self._check_crop(reference_crop, "reference")
-        self._target, self._anchor = target_crop, reference_crop
+        self._target = self._face(target_crop, target_mesh, "target")
+        self._anchor = None if reference_crop is None else self._face(reference_crop, reference_mesh, "reference")
+        self._strength = strength
         reply = self._request(self._open_message(next(self._seq)), MessageType.OPENED, timeout_s)
         self.stream_id = _positive_int(reply, "stream")
         self._phase = _Phase.STREAMING
         return self.stream_id
 
-    def recalibrate(self, reference_crop: np.ndarray | None = None, timeout_s: float = 5.0) -> None:
+    def recalibrate(
+        self, reference_crop: np.ndarray | None = None, timeout_s: float = 5.0, *, reference_mesh: np.ndarray | None = None
+    ) -> None:
         """Make ``reference_crop`` the anchor y0, or, without one, the next frame. During an
         outage it takes effect when the stream is reopened."""
         self._require_stream()
-        if reference_crop is not None:
-            self._check_crop(reference_crop, "reference")
+        reference = None if reference_crop is None else self._face(reference_crop, reference_mesh, "reference")
         if self._phase != _Phase.STREAMING:
-            self._anchor = reference_crop
+            self._anchor = reference
             return
-        fields = self._image_fields(reference_crop)
-        header = encode_header(MessageType.CALIBRATE, seq=next(self._seq), stream=self.stream_id, **fields)
-        payload = [] if reference_crop is None else [self._encode(reference_crop)]
-        self._request([header, *payload], MessageType.CALIBRATED, timeout_s)
-        self._anchor = reference_crop
+        faces = [] if reference is None else [reference]
+        header = encode_header(MessageType.CALIBRATE, seq=next(self._seq), stream=self.stream_id, **self._face_fields(faces))
+        self._request([header, *self._face_payloads(faces)], MessageType.CALIBRATED, timeout_s)
+        self._anchor = reference
 
     def close(self) -> None:
         """Close the stream (best effort) and the socket."""
@@ -220,13 +250,13 @@ class StreamClient:
 
     # -- live mode -------------------------------------------------------------------------
 
-    def submit(self, crop: np.ndarray, ts_ns: int | None = None) -> int:
+    def submit(self, crop: np.ndarray, ts_ns: int | None = None, *, mesh: np.ndarray | None = None) -> int:
         """Queue ``crop`` (uint8 (S, S, 3) RGB) without blocking; it replaces any frame still
         waiting for a free slot. Returns its sequence number."""
         self._require_stream()
-        self._check_crop(crop, "frame")
+        face = self._face(crop, mesh, "frame")
         seq = next(self._seq)
-        self._waiting = (seq, crop, ts_ns)
+        self._waiting = (seq, face, ts_ns)
         self._advance(0.0)
         return seq
 
@@ -242,19 +272,21 @@ class StreamClient:
 
     # -- offline mode ----------------------------------------------------------------------
 
-    def process(self, crop: np.ndarray, ts_ns: int | None = None, timeout_s: float | None = None) -> RemoteResult:
+    def process(
+        self, crop: np.ndarray, ts_ns: int | None = None, timeout_s: float | None = None, *, mesh: np.ndarray | None = None
+    ) -> RemoteResult:
         """Send ``crop`` and wait for its result: every call gets exactly one. Across an outage
         it is sent again once the stream is reopened. Raises TransportError on an ERROR
-        reply, or when ``timeout_s`` passes first."""
+        reply or an unreadable result, or when ``timeout_s`` passes first."""
         self._require_stream()
-        self._check_crop(crop, "frame")
+        face = self._face(crop, mesh, "frame")
         self._drain_in_flight(timeout_s)
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         seq = None
         while deadline is None or time.monotonic() < deadline:
             if self._phase == _Phase.STREAMING and seq not in self._in_flight:
                 seq = next(self._seq)
-                self._send_frame(seq, crop, ts_ns)
+                self._send_frame(seq, face, ts_ns)
             self._advance(0.05)
             if seq in self._failed:
                 raise self._failed.pop(seq)
@@ -307,6 +339,7 @@ class StreamClient:
             self._send(self._open_message(self._link.open_seq))
         elif kind == MessageType.OPENED and self._phase == _Phase.REOPENING and header.get("seq") == self._link.open_seq:
             self.stream_id = _positive_int(header, "stream")
+            self.model = _model(header)
             self._phase = _Phase.STREAMING
             self._outage_began = None
         else:
@@ -314,22 +347,31 @@ class StreamClient:
 
     def _on_result(self, header: dict, payload: list) -> None:
         seq = header.get("seq")
-        if header.get("stream") != self.stream_id or seq not in self._in_flight or len(payload) != 1:
+        if header.get("stream") != self.stream_id or seq not in self._in_flight:
             return  # late (a newer result came first) or from a stream this client gave up
         sent = self._in_flight[seq]
         for older in [s for s in self._in_flight if s <= seq]:
             del self._in_flight[older]  # those the worker dropped for a newer frame will never come
         try:
-            crop = decode_image(payload[0].buffer, header.get("format", "rgb24"), self.crop_size, self._codec)
+            crop, motion = self._decode_result(header, payload)
         except ProtocolError as error:
             self.last_error = f"unreadable result: {error}"
+            self._fail(seq, TransportError(f"frame {seq}: unreadable result: {error}", error.code))
             return
         if header.get("anchor") is True:
-            self._anchor = sent.crop
+            self._anchor = sent.face
         timings = dict(header.get("timings") or {})
         timings["round_trip_ms"] = (time.monotonic() - sent.sent_at) * 1e3
-        result = RemoteResult(crop, seq, header.get("ts_ns"), timings, int(header.get("batch") or 1))
+        result = RemoteResult(crop, seq, header.get("ts_ns"), timings, int(header.get("batch") or 1), motion)
         self._fresh = self._latest = result
+
+    def _decode_result(self, header: dict, payload: list) -> tuple[np.ndarray | None, KeypointMotion | None]:
+        """A RESULT's (crop, None), or (None, motion) from a warping model. Raises ProtocolError."""
+        if self.model.warps:
+            return None, decode_motion(header, payload, self.model, self.crop_size, self._codec)
+        if len(payload) != 1:
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, f"a RESULT carries one crop, got {len(payload)} payloads")
+        return decode_image(payload[0].buffer, header.get("format", "rgb24"), self.crop_size, self._codec), None
 
     def _on_error(self, header: dict) -> None:
         code, seq, text = header.get("code"), header.get("seq"), str(header.get("message", ""))
@@ -341,11 +383,15 @@ class StreamClient:
             self._link.pinged_at = time.monotonic()  # try again after the retry interval
         elif seq in self._in_flight:
             del self._in_flight[seq]
-            self._failed[seq] = TransportError(f"frame {seq} refused: {text}", code)
-            while len(self._failed) > 16:
-                del self._failed[min(self._failed)]
+            self._fail(seq, TransportError(f"frame {seq} refused: {text}", code))
         else:
             self._remember_reply(header)
+
+    def _fail(self, seq: int, error: TransportError) -> None:
+        """Keep why frame ``seq`` got no result, for ``process`` to raise (a few, newest first)."""
+        self._failed[seq] = error
+        while len(self._failed) > 16:
+            del self._failed[min(self._failed)]
 
     def _remember_reply(self, header: dict) -> None:
         """Keep a reply for the control request waiting on its seq (a few, newest first)."""
@@ -377,35 +423,45 @@ class StreamClient:
     def _send_waiting(self) -> None:
         if self._waiting is None or self._phase != _Phase.STREAMING or len(self._in_flight) >= self.config.max_in_flight:
             return
-        seq, crop, ts_ns = self._waiting
+        seq, face, ts_ns = self._waiting
         self._waiting = None
-        self._send_frame(seq, crop, ts_ns)
+        self._send_frame(seq, face, ts_ns)
 
-    def _send_frame(self, seq: int, crop: np.ndarray, ts_ns: int | None) -> None:
+    def _send_frame(self, seq: int, face: Face, ts_ns: int | None) -> None:
         ts_ns = time.time_ns() if ts_ns is None else ts_ns
-        header = encode_header(MessageType.FRAME, seq=seq, stream=self.stream_id, ts_ns=ts_ns, **self._image_fields(crop))
-        payload = self._encode(crop)
-        self._in_flight[seq] = _Sent(crop, ts_ns, time.monotonic())
-        self._send([header, payload])
+        header = encode_header(MessageType.FRAME, seq=seq, stream=self.stream_id, ts_ns=ts_ns, **self._face_fields([face]))
+        payloads = self._face_payloads([face])
+        self._in_flight[seq] = _Sent(face, ts_ns, time.monotonic())
+        self._send([header, *payloads])
 
     def _open_message(self, seq: int) -> list:
-        images = [self._target] if self._anchor is None else [self._target, self._anchor]
+        faces = [self._target] if self._anchor is None else [self._target, self._anchor]
         header = encode_header(
             MessageType.OPEN,
             seq=seq,
             reply_format=self.config.result_format,
             jpeg_quality=self.config.jpeg_quality,
-            **self._image_fields(self._target),
+            strength=None if self._strength == 1.0 else self._strength,
+            **self._face_fields(faces),
         )
-        return [header, *(self._encode(image) for image in images)]
+        return [header, *self._face_payloads(faces)]
 
-    def _encode(self, crop: np.ndarray) -> np.ndarray | bytes:
-        return encode_image(crop, self.config.frame_format, self._codec, self.config.jpeg_quality)
+    def _face_payloads(self, faces: list[Face]) -> list[np.ndarray | bytes]:
+        """Each face's image, then its mesh where it has one."""
+        payloads = []
+        for face in faces:
+            payloads.append(encode_image(face.crop, self.config.frame_format, self._codec, self.config.jpeg_quality))
+            if face.mesh is not None:
+                payloads.append(encode_mesh(face.mesh))
+        return payloads
 
-    def _image_fields(self, crop: np.ndarray | None) -> dict:
-        if crop is None:
+    def _face_fields(self, faces: list[Face]) -> dict:
+        """The header fields that describe ``faces`` (none without a face)."""
+        if not faces:
             return {}
-        return {"format": self.config.frame_format, "width": crop.shape[1], "height": crop.shape[0]}
+        height, width = faces[0].crop.shape[:2]
+        with_meshes = faces[0].mesh is not None
+        return {"format": self.config.frame_format, "width": width, "height": height, "mesh": with_meshes or None}
 
     def _send(self, parts: list) -> None:
         try:
@@ -443,11 +499,21 @@ class StreamClient:
         if self._phase == _Phase.IDLE:
             raise TransportError("open a stream first")
 
-    def _check_crop(self, crop: np.ndarray, what: str) -> None:
+    def _face(self, crop: np.ndarray, mesh: np.ndarray | None, what: str) -> Face:
+        """``crop`` and ``mesh`` checked against the worker's crop size and model."""
         size = self.crop_size
         if not isinstance(crop, np.ndarray) or crop.dtype != np.uint8 or crop.shape != (size, size, 3):
             found = f"{crop.dtype} {crop.shape}" if isinstance(crop, np.ndarray) else type(crop).__name__
             raise ValueError(f"{what} must be a uint8 ({size}, {size}, 3) RGB crop, got {found}")
+        if not self.model.needs_mesh:
+            if mesh is not None:
+                raise ValueError(f"the worker's model reads crops only; give the {what} without a mesh")
+            return Face(crop)
+        if not isinstance(mesh, np.ndarray) or mesh.shape != (MESH_POINTS, 2) or not np.isfinite(mesh).all():
+            found = f"{mesh.dtype} {mesh.shape}" if isinstance(mesh, np.ndarray) else type(mesh).__name__
+            needed = f"a finite ({MESH_POINTS}, 2) float32 mesh in eye units"
+            raise ValueError(f"the worker's model reads the face mesh or warps: the {what} needs {needed}, got {found}")
+        return Face(crop, mesh)
 
 
 def _positive_int(header: dict, key: str) -> int:
@@ -455,3 +521,14 @@ def _positive_int(header: dict, key: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise TransportError(f"malformed reply: {key} = {value!r}")
     return value
+
+
+def _model(header: dict) -> ModelInfo:
+    """The model a PONG or OPENED describes, if this client can feed it."""
+    try:
+        model = ModelInfo.from_header(header)
+    except ProtocolError as error:
+        raise TransportError(f"malformed reply: {error}") from None
+    if model.needs_mesh and model.mesh_points != MESH_POINTS:
+        raise TransportError(f"the worker's model reads {model.mesh_points}-point meshes; this client tracks {MESH_POINTS}")
+    return model

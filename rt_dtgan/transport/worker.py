@@ -5,6 +5,8 @@ broker's back end (several workers behind ``rt-dtgan broker``). Each loop drains
 message waiting on the socket without blocking, answers control messages in arrival order,
 keeps only the newest FRAME per stream, and runs those frames through one ``step_many``
 call. A stream belongs to the connection that opened it; nobody else can address it.
+Faces come as crops, with their meshes where the model reads meshes or warps; a warping
+model's results go back as the parts of its KeypointMotion.
 """
 
 from __future__ import annotations
@@ -25,16 +27,19 @@ from typing import TYPE_CHECKING
 import zmq
 
 from rt_dtgan.config import ConfigError
-from rt_dtgan.runtime.engine import StreamEngine
+from rt_dtgan.runtime.engine import Face, StreamEngine
+from rt_dtgan.runtime.warping import KeypointMotion
 from rt_dtgan.transport.protocol import (
     PROTOCOL_VERSION,
     ErrorCode,
     JpegCodec,
     MessageType,
+    ModelInfo,
     ProtocolError,
     Request,
     encode_header,
     encode_image,
+    encode_motion,
     error_message,
     parse_request,
     payload_bytes,
@@ -110,6 +115,7 @@ class Worker:
         self.config = config
         self.engine = engine
         self.crop_size = engine.size
+        self.model = ModelInfo.of(engine.config)
         self.codec = JpegCodec()
         self.frames_dropped = 0
         self._streams: dict[int, _Stream] = {}
@@ -218,7 +224,7 @@ class Worker:
         if payload_bytes(body) > self.config.max_message_bytes:
             raise ProtocolError(ErrorCode.TOO_LARGE, f"message exceeds {self.config.max_message_bytes} bytes")
         began = time.perf_counter()
-        request = parse_request(body, self.crop_size, self.codec)
+        request = parse_request(body, self.crop_size, self.codec, self.model.needs_mesh)
         decode_s = time.perf_counter() - began
         if request.type == MessageType.PING:
             self._send(envelope, [self._pong(request)])
@@ -243,26 +249,32 @@ class Worker:
             max_streams=self.config.max_streams,
             worker=self.config.name,
             protocol=[PROTOCOL_VERSION],
+            model=self.model.to_json(),
         )
 
     def _open(self, envelope: tuple[bytes, ...], request: Request) -> None:
         if len(self._streams) >= self.config.max_streams:
             message = f"this worker serves at most {self.config.max_streams} streams"
             raise ProtocolError(ErrorCode.STREAM_LIMIT, message, seq=request.seq)
+        if request.strength != 1.0 and not self.model.warps:
+            message = "strength needs a model that warps the portrait; this worker's model redraws the crop"
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, message, seq=request.seq)
         with self._engine_errors(request):
-            engine_id = self._open_engine_stream(request.images)
+            engine_id = self._open_engine_stream(_faces(request), request.strength)
         stream_id = self._new_stream_id()
         self._streams[stream_id] = _Stream(envelope, engine_id, request.reply_format, request.jpeg_quality, time.monotonic())
-        opened = encode_header(MessageType.OPENED, seq=request.seq, stream=stream_id, crop_size=self.crop_size)
+        opened = encode_header(
+            MessageType.OPENED, seq=request.seq, stream=stream_id, crop_size=self.crop_size, model=self.model.to_json()
+        )
         self._send(envelope, [opened])
 
-    def _open_engine_stream(self, images: list) -> int:
-        """An engine stream for the target ``images[0]``, anchored on ``images[1]`` when given;
+    def _open_engine_stream(self, faces: list[Face], strength: float) -> int:
+        """An engine stream for the target ``faces[0]``, anchored on ``faces[1]`` when given;
         nothing is left open if that fails."""
-        engine_id = self.engine.open(images[0])
-        if len(images) == 2:
+        engine_id = self.engine.open(faces[0], strength)
+        if len(faces) == 2:
             try:
-                self.engine.recalibrate(engine_id, images[1])
+                self.engine.recalibrate(engine_id, faces[1])
             except Exception:
                 self.engine.close(engine_id)
                 raise
@@ -292,7 +304,8 @@ class Worker:
         if request.stream in self._pending:
             self._flush_frames()
         with self._engine_errors(request):
-            self.engine.recalibrate(stream.engine_id, request.images[0] if request.images else None)
+            faces = _faces(request)
+            self.engine.recalibrate(stream.engine_id, faces[0] if faces else None)
         self._send(envelope, [encode_header(MessageType.CALIBRATED, seq=request.seq, stream=request.stream)])
 
     def _close_stream(self, envelope: tuple[bytes, ...], request: Request) -> None:
@@ -310,7 +323,7 @@ class Worker:
             return
         engine_began = time.perf_counter()
         try:
-            outputs = self.engine.step_many([(self._streams[f.stream_id].engine_id, f.request.images[0]) for f in frames])
+            outputs = self.engine.step_many([(self._streams[f.stream_id].engine_id, _faces(f.request)[0]) for f in frames])
         except Exception as error:  # the engine must not take the worker down; every stream in the batch is told
             log.exception("engine step failed for %d streams", len(frames))
             for f in frames:
@@ -322,9 +335,14 @@ class Worker:
             self._send_result(frame, output, engine_began - frame.received_at, engine_s, len(frames))
 
     def _send_result(self, frame: _PendingFrame, output, queue_s: float, engine_s: float, batch: int) -> None:
+        """RESULT with the generated crop, or with the parts of a warping model's KeypointMotion."""
         stream = self._streams[frame.stream_id]
         began = time.perf_counter()
-        payload = encode_image(output, stream.reply_format, self.codec, stream.jpeg_quality)
+        moves = isinstance(output, KeypointMotion)
+        if moves:
+            payloads = encode_motion(output, stream.reply_format, self.codec, stream.jpeg_quality)
+        else:
+            payloads = [encode_image(output, stream.reply_format, self.codec, stream.jpeg_quality)]
         timings = {
             "decode_ms": round(frame.decode_s * 1e3, 3),
             "queue_ms": round(queue_s * 1e3, 3),
@@ -342,8 +360,9 @@ class Worker:
             anchor=self.engine.frames_seen(stream.engine_id) == 1,
             batch=batch,
             timings=timings,
+            motion={"still": output.still} if moves else None,
         )
-        self._send(frame.envelope, [header, payload])
+        self._send(frame.envelope, [header, *payloads])
 
     @contextmanager
     def _engine_errors(self, request: Request) -> Iterator[None]:
@@ -381,14 +400,22 @@ class Worker:
             crop_size=self.crop_size,
             streams=len(self._streams),
             max_streams=self.config.max_streams,
+            model=self.model.to_json(),
         )
         self._send((), [ready])
+
+
+def _faces(request: Request) -> list[Face]:
+    """The faces a request carries: each crop with its mesh, or without one where none came."""
+    meshes = request.meshes or [None] * len(request.images)
+    return [Face(image, mesh) for image, mesh in zip(request.images, meshes)]
 
 
 def run_worker(config: WorkerConfig, engine: StreamEngine) -> None:
     """Serve until SIGINT or SIGTERM (when called from the main thread), then close cleanly."""
     worker = Worker(config, engine)
-    log.info("worker %s serving %d px crops on %s", config.name, engine.size, worker.address)
+    kind = "meshes and crops" if worker.model.needs_mesh else "crops"
+    log.info("worker %s serving %d px %s on %s", config.name, engine.size, kind, worker.address)
     with stop_on_signals(worker):
         worker.serve_forever()
 

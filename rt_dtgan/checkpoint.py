@@ -20,7 +20,11 @@ from safetensors.torch import save_file
 from rt_dtgan.config import ConfigError, ModelConfig
 from rt_dtgan.models import INFERENCE_PARTS, PARTS, DynamicsTransferGAN
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "default-128.safetensors"
+ASSETS = Path(__file__).resolve().parent / "assets"
+# Models shipped inside the package, by the name --checkpoint takes: "geometry" (the default:
+# A on the face mesh, G warping the portrait) and "paper" (A on pixels, a U-Net G).
+SHIPPED_MODELS = {"geometry": ASSETS / "geometry-128.safetensors", "paper": ASSETS / "paper-128.safetensors"}
+DEFAULT_CHECKPOINT = SHIPPED_MODELS["geometry"]
 FORMAT = "rt-dtgan-checkpoint"
 FORMAT_VERSION = 1
 _PICKLE_PROTOCOL_MARK = b"\x80"
@@ -64,8 +68,11 @@ def save_checkpoint(
 
 
 def resolve_checkpoint(path: str | os.PathLike | None) -> Path:
-    """``path``, or the default model shipped inside the package when it is None."""
+    """``path``; a shipped model by its name (SHIPPED_MODELS) where no such file exists; the
+    default model shipped inside the package when it is None."""
     if path is not None:
+        if str(path) in SHIPPED_MODELS and not Path(path).exists():
+            return SHIPPED_MODELS[str(path)]
         return Path(path)
     if not DEFAULT_CHECKPOINT.is_file():
         raise CheckpointError("this install ships no default model; pass --checkpoint (train one with `rt-dtgan train`)")

@@ -9,7 +9,15 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from conftest import make_lively_model, random_video
-from rt_dtgan.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint, read_config, resolve_checkpoint, save_checkpoint
+from rt_dtgan.checkpoint import (
+    DEFAULT_CHECKPOINT,
+    SHIPPED_MODELS,
+    CheckpointError,
+    load_checkpoint,
+    read_config,
+    resolve_checkpoint,
+    save_checkpoint,
+)
 from rt_dtgan.dynamics import dynamics_offline, dynamics_streamed
 from rt_dtgan.models import PARTS
 
@@ -136,15 +144,16 @@ def test_header_length_that_looks_like_a_pickle_mark_still_loads(model, tmp_path
     assert load_checkpoint(path).config == model.config
 
 
-@pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(), reason="this checkout ships no default model")
-def test_the_shipped_default_model_is_small_float16_and_complete():
-    assert DEFAULT_CHECKPOINT.stat().st_size < 25 * 2**20
-    tensors = load_file(str(DEFAULT_CHECKPOINT)).values()
+def test_the_shipped_paper_model_is_small_float16_and_complete():
+    paper = resolve_checkpoint("paper")
+    assert paper == SHIPPED_MODELS["paper"] and resolve_checkpoint(None) == DEFAULT_CHECKPOINT == SHIPPED_MODELS["geometry"]
+    assert paper.stat().st_size < 25 * 2**20
+    tensors = load_file(str(paper)).values()
     # Weights in float16; batch norm's step counters stay integers.
     assert {tensor.dtype for tensor in tensors if tensor.is_floating_point()} == {torch.float16}
     assert {tensor.dtype for tensor in tensors if not tensor.is_floating_point()} <= {torch.int64}
-    model = load_checkpoint(resolve_checkpoint(None))
-    assert model.config.image_size == 128
+    model = load_checkpoint(paper)
+    assert model.config.image_size == 128 and not model.config.reads_mesh
     video = random_video(1, 3, 128)
     with torch.no_grad():
         assert model.generate_video(video[:, 0], dynamics_offline(model.encoder, video)).isfinite().all()

@@ -1,10 +1,10 @@
-"""Ship a trained model as the package default: fp16 weights and a model card.
+"""Ship a trained paper model (tools/train_default.sh) inside the package: fp16 weights and a model card.
 
     python tools/ship_model.py --runs runs/default --eval runs/default/eval.json --out rt_dtgan/assets \
         [--real-driving bench/results/real-driving-128.json]
 
 Reads RUNS/gan-adv/model.safetensors and the runs' config.json and metrics.jsonl; writes
-OUT/default-128.safetensors (parts A, F, G in float16) and OUT/MODEL_CARD.md.
+OUT/paper-128.safetensors (parts A, F, G in float16) and OUT/MODEL_CARD_paper.md.
 """
 
 from __future__ import annotations
@@ -92,12 +92,12 @@ def main() -> None:
     parser.add_argument("--real-driving", type=Path, help="the JSON of tools/real_driving.py for this model")
     args = parser.parse_args()
     model = load_checkpoint(args.runs / SHIPPED_RUN / "model.safetensors")
-    weights = save_checkpoint(args.out / "default-128.safetensors", model, parts=INFERENCE_PARTS, dtype=torch.float16)
+    weights = save_checkpoint(args.out / "paper-128.safetensors", model, parts=INFERENCE_PARTS, dtype=torch.float16)
     records = {name: training_record(args.runs / name) for name in RUNS if (args.runs / name).is_dir()}
     real_driving = json.loads(args.real_driving.read_text()) if args.real_driving else None
     card = model_card(records, json.loads(args.eval.read_text()), weights, real_driving)
-    (args.out / "MODEL_CARD.md").write_text(card)
-    print(f"wrote {weights} and {args.out / 'MODEL_CARD.md'}")
+    (args.out / "MODEL_CARD_paper.md").write_text(card)
+    print(f"wrote {weights} and {args.out / 'MODEL_CARD_paper.md'}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,11 @@ def add_model_arguments(parser: argparse.ArgumentParser, threads: int | None = 1
     other stall (measured: engine step 8 ms with one thread beside MediaPipe, 240 ms with two)."""
     from rt_dtgan.runtime.backends import BACKEND_CHOICES
 
-    parser.add_argument("--checkpoint", help="model checkpoint (default: the model shipped with rt-dtgan)")
+    parser.add_argument(
+        "--checkpoint",
+        help="model checkpoint file, or a model shipped with rt-dtgan: geometry (the default: the face mesh drives a warp "
+        "of the portrait) or paper (the paper's pixel model, trained on synthetic faces)",
+    )
     parser.add_argument("--backend", choices=BACKEND_CHOICES, default="auto", help="engine backend (default: auto)")
     parser.add_argument("--engines", help="directory of engines made by `rt-dtgan export` for this checkpoint")
     parser.add_argument(

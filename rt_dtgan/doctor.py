@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from rt_dtgan.config import MESH_POINTS
 from rt_dtgan.dynamics import dynamics_offline, start_dynamics, step_dynamics
 from rt_dtgan.models import DynamicsTransferGAN
 from rt_dtgan.optional import EXTRA_OF_MODULE
@@ -69,11 +70,14 @@ class StreamingCheck:
 
 
 def streaming_check(model: DynamicsTransferGAN, frames: int, seed: int = 0) -> StreamingCheck:
-    """Stream ``frames`` random frames (one at a time, timing each step of A) and compare
-    z_d with the offline computation over the whole sequence."""
+    """Stream ``frames`` random frames (random face meshes for a mesh-reading A; one at a
+    time, timing each step of A) and compare z_d with the offline computation over the whole sequence."""
     size = model.config.image_size
     generator = torch.Generator().manual_seed(seed)
-    video = torch.rand(1, frames, 3, size, size, generator=generator) * 2 - 1
+    if model.config.reads_mesh:
+        video = 0.5 * torch.randn(1, frames, MESH_POINTS, 2, generator=generator)
+    else:
+        video = torch.rand(1, frames, 3, size, size, generator=generator) * 2 - 1
     encoder = model.encoder.eval()
     with torch.inference_mode():
         offline = dynamics_offline(encoder, video)

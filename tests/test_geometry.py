@@ -227,3 +227,16 @@ def test_the_shipped_geometry_model_opens_the_portraits_mouth_when_the_driver_op
             gaps.append(motion.offsets[MOVING_POINTS.index(14), 1] - motion.offsets[MOVING_POINTS.index(13), 1])
     assert gaps[0] == 0 and max(gaps) > 0.1, f"the inner lips part by {max(gaps):.3f} eye distances at most"
     assert int(np.argmax(gaps)) in (6, 7) and abs(gaps[-1]) < 0.35 * max(gaps)
+
+
+def test_the_commands_take_the_shipped_names_and_say_what_a_geometry_model_cannot_do(tmp_path):
+    import subprocess
+    import sys
+
+    run = lambda *args: subprocess.run([sys.executable, "-m", "rt_dtgan", *args], capture_output=True, text=True)  # noqa: E731
+    doctor = run("doctor", "--checkpoint", "geometry", "--frames", "20")
+    assert doctor.returncode == 0 and "streaming dynamics  ok: 20 frames (geometry)" in doctor.stdout
+    info = run("info", "paper")
+    assert info.returncode == 0 and "generator" in info.stdout
+    visualize = run("visualize", "--checkpoint", "geometry", "--source", "synthetic:1", "--out", str(tmp_path / "v.mp4"))
+    assert visualize.returncode != 0 and "experiment 4 needs a G that draws crops" in visualize.stderr

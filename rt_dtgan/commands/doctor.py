@@ -15,19 +15,19 @@ def add_parsers(commands) -> None:
         description="Report what is installed and which backends can run, then stream a random "
         "sequence through the dynamics encoder and compare with the offline computation.",
     )
-    doctor.add_argument("--checkpoint", help="checkpoint to check (default: fresh random weights)")
+    doctor.add_argument("--checkpoint", help="checkpoint file or shipped model name to check (default: fresh random weights)")
     doctor.add_argument("--size", type=int, default=128, choices=(64, 128, 256), help="crop size for fresh weights")
     doctor.add_argument("--frames", type=int, default=300, help="length of the random test sequence")
     doctor.set_defaults(handler=run_doctor)
 
     info = commands.add_parser("info", help="print a checkpoint's config and parameter counts")
-    info.add_argument("checkpoint", help="path to a .safetensors checkpoint")
+    info.add_argument("checkpoint", help="path to a .safetensors checkpoint, or a shipped model name (geometry, paper)")
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
     info.set_defaults(handler=run_info)
 
 
 def run_doctor(args: argparse.Namespace) -> int:
-    from rt_dtgan.checkpoint import load_checkpoint
+    from rt_dtgan.checkpoint import load_checkpoint, resolve_checkpoint
     from rt_dtgan.config import ModelConfig
     from rt_dtgan.doctor import environment_report, streaming_check
     from rt_dtgan.models import DynamicsTransferGAN
@@ -37,7 +37,7 @@ def run_doctor(args: argparse.Namespace) -> int:
     for name, finding in environment_report():
         print(f"{name:>24}  {finding}")
     if args.checkpoint:
-        model, origin = load_checkpoint(args.checkpoint), args.checkpoint
+        model, origin = load_checkpoint(resolve_checkpoint(args.checkpoint)), args.checkpoint
     else:
         model, origin = DynamicsTransferGAN(ModelConfig.for_size(args.size)), f"fresh random weights, {args.size} px"
     check = streaming_check(model, args.frames)
@@ -51,10 +51,11 @@ def run_doctor(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from rt_dtgan.checkpoint import load_checkpoint, read_config
+    from rt_dtgan.checkpoint import load_checkpoint, read_config, resolve_checkpoint
 
-    config, parts = read_config(args.checkpoint)
-    model = load_checkpoint(args.checkpoint, required_parts=())
+    path = resolve_checkpoint(args.checkpoint)
+    config, parts = read_config(path)
+    model = load_checkpoint(path, required_parts=())
     counts = {part: sum(p.numel() for p in getattr(model, part).parameters()) for part in parts}
     if args.json:
         print(json.dumps({"config": config.to_dict(), "parts": parts, "parameters": counts}, indent=2))

@@ -14,7 +14,7 @@ def add_parsers(commands) -> None:
         description="Export the stream graphs (target, calibrate, step) of a checkpoint, with a "
         "meta.json tying them to it. ONNX graphs run in ONNX Runtime; TensorRT plans need an NVIDIA GPU.",
     )
-    export.add_argument("--checkpoint", required=True, help="the .safetensors checkpoint to export")
+    export.add_argument("--checkpoint", required=True, help="the .safetensors checkpoint to export, or a shipped model name")
     export.add_argument("--backend", choices=("onnx", "tensorrt"), default="onnx")
     export.add_argument("--precision", choices=("fp32", "fp16"), default="fp32")
     export.add_argument("--size", type=int, choices=(64, 128, 256), help="crop size; must match the checkpoint")
@@ -24,7 +24,7 @@ def add_parsers(commands) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from rt_dtgan.checkpoint import load_checkpoint
+    from rt_dtgan.checkpoint import load_checkpoint, resolve_checkpoint
     from rt_dtgan.runtime.export import export_onnx
     from rt_dtgan.runtime.tensorrt_backend import export_tensorrt
 
@@ -32,14 +32,15 @@ def run_export(args: argparse.Namespace) -> int:
         raise UsageError("ONNX graphs are exported in fp32; fp16 is a TensorRT build option (--backend tensorrt)")
     if args.max_batch < 1:
         raise UsageError("--max-batch must be at least 1")
-    model = load_checkpoint(args.checkpoint)
+    checkpoint = resolve_checkpoint(args.checkpoint)
+    model = load_checkpoint(checkpoint)
     if args.size is not None and args.size != model.config.image_size:
         raise UsageError(f"--size {args.size} does not match the checkpoint's {model.config.image_size} px crops")
     print(f"exporting {args.checkpoint} ({model.config.image_size} px) to {args.out} ...", flush=True)
     if args.backend == "tensorrt":
-        meta = export_tensorrt(model, args.out, args.checkpoint, precision=args.precision, max_batch=args.max_batch)
+        meta = export_tensorrt(model, args.out, checkpoint, precision=args.precision, max_batch=args.max_batch)
     else:
-        meta = export_onnx(model, args.out, args.checkpoint, max_batch=args.max_batch)
+        meta = export_onnx(model, args.out, checkpoint, max_batch=args.max_batch)
     for name, graph in meta["graphs"].items():
         built = graph.get("plan", graph["onnx"])
         print(f"  {name:<10} {built}")

@@ -18,7 +18,9 @@ def add_parsers(commands) -> None:
     )
     visualize.add_argument("--source", required=True, help="video file, image folder or glob, or synthetic:SEED")
     visualize.add_argument("--out", required=True, help="output video (.mp4, .mkv, .mov, .y4m)")
-    visualize.add_argument("--checkpoint", help="model checkpoint (default: the model shipped with rt-dtgan)")
+    visualize.add_argument(
+        "--checkpoint", default="paper", help="a model whose G draws the crop (default: the shipped paper model)"
+    )
     visualize.add_argument("--frames", type=int, help="stop after this many source frames")
     visualize.set_defaults(handler=run_visualize)
 
@@ -35,6 +37,8 @@ def run_visualize(args: argparse.Namespace) -> int:
     if args.frames is not None and args.frames < 1:
         raise UsageError("--frames must be at least 1")
     model = load_checkpoint(resolve_checkpoint(args.checkpoint))
+    if model.config.warps or model.config.reads_mesh:
+        raise UsageError(f"{args.checkpoint} reads the face mesh or warps the portrait; experiment 4 needs a G that draws crops")
     size = model.config.image_size
     blank = torch.zeros(1, 3, size, size)
     state, pair = None, np.zeros((size, 2 * size, 3), np.uint8)

@@ -13,7 +13,7 @@ from rt_dtgan.config import MESH_POINTS, ModelConfig, PreprocessConfig
 from rt_dtgan.dynamics import windowed_offline
 from rt_dtgan.face.align import SimilarityTransform, eyes_to_crop_transform
 from rt_dtgan.face.geometry import eye_units
-from rt_dtgan.models.warp import HELD_POINTS, MOVING_POINTS, KeypointWarp
+from rt_dtgan.models.warp import HELD_POINTS, MOVING_POINTS, KeypointWarp, lid_gain
 from rt_dtgan.runtime.backends import OnnxRuntimeBackend, TorchBackend
 from rt_dtgan.runtime.engine import Face, StreamEngine
 from rt_dtgan.runtime.warping import KeypointMotion
@@ -124,7 +124,8 @@ def test_streamed_offsets_equal_the_offline_computation(window):
             from rt_dtgan.dynamics import dynamics_offline
 
             z_d = dynamics_offline(model.encoder, video)[0]
-        offline = model.embedder(z_d).numpy()
+        anchor = torch.from_numpy(meshes[:1])
+        offline = (model.embedder(z_d) * lid_gain(anchor, anchor)).numpy()  # the target is the anchor's face
     assert np.abs(offline).max() > 0.01, "offsets must move for the comparison to mean anything"
     assert not streamed[0].any(), "z_d(0) = 0 must move nothing"
     np.testing.assert_allclose(streamed, offline, atol=1e-5)
@@ -177,6 +178,17 @@ def test_engine_strength_scales_the_motion_and_bare_crops_are_refused():
         engine.step(full, np.zeros((SIZE, SIZE, 3), np.uint8))
     with pytest.raises(ValueError, match="strength must be in"):
         engine.set_strength(full, 4.0)
+
+
+def test_lid_motion_is_scaled_by_the_portraits_lid_gap_over_the_drivers(portrait_target):
+    portrait = torch.from_numpy(portrait_target.mesh).unsqueeze(0)
+    driver = portrait.clone()
+    driver[0, [145, 153, 154, 144, 163, 374, 380, 381, 373, 390], 1] += 0.05  # the driver's eyes open wider
+    gain = lid_gain(portrait, driver)[0]
+    eye_points = [MOVING_POINTS.index(p) for p in (33, 159, 145, 362, 386, 374)]
+    assert (gain[eye_points, 1] < 1).all() and (gain[eye_points, 0] == 1).all()
+    assert (gain[[MOVING_POINTS.index(p) for p in (13, 14, 61, 152, 105)]] == 1).all()
+    assert torch.equal(lid_gain(portrait, portrait), torch.ones(1, len(MOVING_POINTS), 2))
 
 
 def test_keypoint_sets_are_distinct_facemesh_points():

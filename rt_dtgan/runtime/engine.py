@@ -27,6 +27,7 @@ from torch import Tensor
 from rt_dtgan.config import MESH_POINTS
 from rt_dtgan.runtime.backends import Backend
 from rt_dtgan.runtime.graphs import GeneratorContract, graph_specs
+from rt_dtgan.models.warp import lid_gain
 from rt_dtgan.runtime.warping import KeypointMotion, WarpStage
 
 
@@ -110,7 +111,7 @@ class StreamEngine:
         stream.dynamics = None
         stream.frames = 0
         if reference is not None:
-            stream.dynamics = self._calibrate([self._driving(reference)])[0]
+            self._anchor([stream], [self._driving(reference)])
             stream.frames = 1
 
     def frames_seen(self, stream_id: int) -> int:
@@ -132,8 +133,8 @@ class StreamEngine:
         anchoring = [i for i, s in enumerate(streams) if s.dynamics is None]
         stepping = [i for i, s in enumerate(streams) if s.dynamics is not None]
         if anchoring:
-            for i, dynamics in zip(anchoring, self._calibrate([tensors[i] for i in anchoring])):
-                streams[i].dynamics = dynamics
+            self._anchor([streams[i] for i in anchoring], [tensors[i] for i in anchoring])
+            for i in anchoring:
                 outputs[i] = streams[i].neutral_output
         if stepping:
             for i, output in zip(stepping, self._step([streams[i] for i in stepping], [tensors[i] for i in stepping])):
@@ -170,10 +171,18 @@ class StreamEngine:
     def _generated(self, outputs: list[Tensor], streams: list[_Stream]) -> list[Generated]:
         if self.contract.draws:
             return [to_image(output) for output in outputs]
-        offsets = torch.cat([output.float().cpu() * stream.strength for output, stream in zip(outputs, streams)])
+        offsets = torch.cat([output.float().cpu() * stream.strength * stream.target.get("gain", 1.0) for output, stream in zip(outputs, streams)])
         portraits = torch.cat([stream.target["portrait"] for stream in streams])
         meshes = torch.cat([stream.target["mesh"] for stream in streams])
         return self.warp_stage.motions(offsets, portraits, meshes)
+
+    def _anchor(self, streams: list[_Stream], anchors: list[Tensor]) -> None:
+        """Make ``anchors`` the streams' y0: their dynamics state and, for a warping G that
+        reads meshes, how far the target's lids move per unit of the driver's (lid_gain)."""
+        for stream, dynamics, anchor in zip(streams, self._calibrate(anchors), anchors):
+            stream.dynamics = dynamics
+            if not self.contract.draws and self.config.reads_mesh:
+                stream.target["gain"] = lid_gain(stream.target["mesh"], anchor)
 
     def _calibrate(self, anchors: list[Tensor]) -> list[dict[str, Tensor]]:
         out = self.backend.run("calibrate", {"anchor": torch.cat(anchors)})

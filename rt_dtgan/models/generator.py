@@ -29,6 +29,18 @@ def up_stage(in_channels: int, out_channels: int, dropout: float) -> nn.Sequenti
     return nn.Sequential(*layers)
 
 
+def through_unet(stem_output: Tensor, down: nn.ModuleList, up: nn.ModuleList) -> Tensor:
+    """A U-Net's levels after its stem: ``down`` stages, then ``up`` stages innermost first,
+    each output joined with the skip of its level -> the features its head reads."""
+    skips = [stem_output]
+    for stage in down:
+        skips.append(stage(skips[-1]))
+    features = skips.pop()
+    for stage in reversed(up):
+        features = torch.cat([stage(features), skips.pop()], dim=1)
+    return features
+
+
 class UNetGenerator(nn.Module):
     """(x (B, 3, S, S), f (B, E, S, S)), both in [-1, 1] -> frame (B, 3, S, S) in [-1, 1].
 
@@ -61,12 +73,7 @@ class UNetGenerator(nn.Module):
 
     def from_target_response(self, target: Tensor, target_response: Tensor, embedding: Tensor) -> Tensor:
         """As ``forward``, with ``target_response = target_stem(target)`` precomputed."""
-        skips = [self.stem_activation(target_response + self.embedding_stem(embedding))]
-        for stage in self.down:
-            skips.append(stage(skips[-1]))
-        features = skips.pop()
-        for stage in reversed(self.up):
-            features = torch.cat([stage(features), skips.pop()], dim=1)
+        features = through_unet(self.stem_activation(target_response + self.embedding_stem(embedding)), self.down, self.up)
         change = self.head(features)
         if self.config.residual:
             return (target + change).clamp(-1.0, 1.0)

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torch.nn import functional
 
 from rt_dtgan.config import GeneratorConfig, PreprocessConfig
-from rt_dtgan.models.generator import down_stage, up_stage
+from rt_dtgan.models.generator import down_stage, through_unet, up_stage
 
 LIPS_OUTER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
 LIPS_INNER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191)
@@ -153,15 +153,24 @@ class KeypointWarp(nn.Module):
     def keypoints(self) -> int:
         return len(MOVING_POINTS)
 
+    def grid_and_mouth(self, portrait_mesh: Tensor, offsets: Tensor) -> tuple[Tensor, Tensor]:
+        """``sampling_grid`` and ``mouth_opening`` of the same keypoint motion, the moved
+        keypoints computed once (the per-frame path)."""
+        moved = self.moved_keypoints(portrait_mesh, offsets)
+        return self._grid(portrait_mesh, moved), self._mouth(moved)
+
     def sampling_grid(self, portrait_mesh: Tensor, offsets: Tensor) -> Tensor:
         """portrait_mesh (B, 468, 2) in eye units, offsets (B, K, 2) in eye units ->
         (B, G, G, 2) float32 crop-pixel positions (x, y) to sample the portrait crop at, for
         the centres of a G x G grid over the output crop."""
+        return self._grid(portrait_mesh, self.moved_keypoints(portrait_mesh, offsets))
+
+    def _grid(self, portrait_mesh: Tensor, moved: Tensor) -> Tensor:
+        """As ``sampling_grid``, from the ``moved_keypoints``."""
         batch = portrait_mesh.shape[0]
         mesh = self.frame.to_pixels(portrait_mesh.double())
         moving = mesh[:, self.moving_index]
         held = torch.cat([mesh[:, self.held_index], border_points(self.size).expand(batch, -1, -1)], dim=1)
-        moved = self.moved_keypoints(portrait_mesh, offsets)
         scale = 1.0 / self.size  # fit in crop sides: a well-conditioned system
         anchors = torch.cat([moved, held], dim=1) * scale
         sources = torch.cat([moving, held], dim=1) * scale
@@ -179,7 +188,11 @@ class KeypointWarp(nn.Module):
     def mouth_opening(self, portrait_mesh: Tensor, offsets: Tensor) -> Tensor:
         """(B, 1, S, S) float32 in [0, 1]: the inside of the moved inner lips, edges softened
         over a pixel; where the mouth shows what the portrait does not have."""
-        lips = self.moved_keypoints(portrait_mesh, offsets)[:, self.lips_index].float()
+        return self._mouth(self.moved_keypoints(portrait_mesh, offsets))
+
+    def _mouth(self, moved: Tensor) -> Tensor:
+        """As ``mouth_opening``, from the ``moved_keypoints``."""
+        lips = moved[:, self.lips_index].float()
         centres = grid_centres(self.size, self.size, torch.float32)
         inside = polygon_inside(lips, centres).view(-1, 1, self.size, self.size)
         return functional.avg_pool2d(inside, 3, stride=1, padding=1)
@@ -265,12 +278,7 @@ class WarpRefiner(nn.Module):
             self.head.bias.zero_()
 
     def forward(self, warped: Tensor, displacement: Tensor, mouth: Tensor) -> tuple[Tensor, Tensor]:
-        skips = [self.stem(torch.cat([warped, displacement, mouth], dim=1))]
-        for stage in self.down:
-            skips.append(stage(skips[-1]))
-        features = skips.pop()
-        for stage in reversed(self.up):
-            features = torch.cat([stage(features), skips.pop()], dim=1)
+        features = through_unet(self.stem(torch.cat([warped, displacement, mouth], dim=1)), self.down, self.up)
         out = self.head(features)
         return torch.sigmoid(out[:, :1]) * mouth, (warped + out[:, 1:]).clamp(-1.0, 1.0)
 
@@ -291,13 +299,14 @@ class WarpGenerator(nn.Module):
         """portrait (B, 3, S, S) in [-1, 1], portrait_mesh (B, 468, 2) and offsets (B, K, 2) in
         eye units -> the output crop (B, 3, S, S): the warp, refined; exactly the portrait
         where offsets are all 0."""
-        warped, displacement = self.warp.warp_crop(portrait, self.warp.sampling_grid(portrait_mesh, offsets))
-        mouth = self.warp.mouth_opening(portrait_mesh, offsets)
+        _, refined, _ = self.draw(portrait, portrait_mesh, offsets)
+        return torch.where(still_items(offsets), portrait, refined)
+
+    def draw(self, portrait: Tensor, portrait_mesh: Tensor, offsets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """As ``forward`` -> (the warp alone, the warp refined, both (B, 3, S, S); the mouth
+        opening (B, 1, S, S)), without the exact return of the portrait where nothing moves."""
+        grid, mouth = self.warp.grid_and_mouth(portrait_mesh, offsets)
+        warped, displacement = self.warp.warp_crop(portrait, grid)
         mask, colour = self.refiner(warped, displacement.to(warped.dtype), mouth)
-        return torch.where(still_items(offsets), portrait, compose(warped, mask, colour))
-
-
-def compose(warped: Tensor, mask: Tensor, colour: Tensor) -> Tensor:
-    """The warp with ``colour`` blended in by ``mask``: (B, 3, S, S)."""
-    return warped + mask * (colour - warped)
+        return warped, warped + mask * (colour - warped), mouth
 

@@ -56,8 +56,7 @@ class WarpStage:
         if not moving:
             return motions
         with torch.no_grad():
-            grid = self.warp.sampling_grid(meshes[moving], offsets[moving])
-            mouth = self.warp.mouth_opening(meshes[moving], offsets[moving])
+            grid, mouth = self.warp.grid_and_mouth(meshes[moving], offsets[moving])
         size = portraits.shape[-1]
         masks = np.zeros((len(moving), size, size), np.uint8)
         colours = np.zeros((len(moving), size, size, 3), np.uint8)

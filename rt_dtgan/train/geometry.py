@@ -202,13 +202,7 @@ def _images(crops: np.ndarray) -> Tensor:
 def refine_loss(model: DynamicsTransferGAN, batch: RefineBatch) -> tuple[Tensor, Tensor]:
     """-> (the L1 of the refined warp against frame t inside the mouth opening, the same L1
     of the warp alone, for reference)."""
-    warp = model.generator.warp
-    with torch.no_grad():
-        grid = warp.sampling_grid(batch.portrait_mesh, batch.offsets)
-        warped, displacement = warp.warp_crop(batch.portrait, grid)
-        mouth = warp.mouth_opening(batch.portrait_mesh, batch.offsets)
-    mask, colour = model.generator.refiner(warped, displacement.float(), mouth)
-    output = warped + mask * (colour - warped)
+    warped, output, mouth = model.generator.draw(batch.portrait, batch.portrait_mesh, batch.offsets)
     area = mouth.sum().clamp_min(1.0) * 3
     return ((output - batch.truth).abs() * mouth).sum() / area, ((warped - batch.truth).abs() * mouth).sum() / area
 

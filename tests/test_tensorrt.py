@@ -71,3 +71,29 @@ def test_tensorrt_fp16_follows_torch_fp32_over_100_frames(tmp_path):
         # Stated tolerance: FP16 within 8 of 255 levels per pixel, 1.5 on average.
         difference = (torch.from_numpy(reference).float() - torch.from_numpy(fp16).float()).abs()
         assert difference.max() <= 8 and difference.mean() <= 1.5
+
+
+@pytest.mark.skipif(bool(MISSING_FOR_TENSORRT), reason="; ".join(MISSING_FOR_TENSORRT))
+def test_tensorrt_fp16_keeps_a_neutral_z_d_at_zero_and_splits_batches_beyond_its_plans(tmp_path):
+    from rt_dtgan.runtime.tensorrt_backend import TensorRTBackend, export_tensorrt
+
+    model = make_lively_model(seed=7)
+    checkpoint = save_checkpoint(tmp_path / "m.safetensors", model)
+    export_tensorrt(model, tmp_path / "trt", checkpoint, precision="fp16", max_batch=2)
+    backend = TensorRTBackend(tmp_path / "trt", checkpoint)
+    anchor = torch.rand(1, 3, 64, 64, device="cuda") * 2 - 1
+    target = torch.rand(1, 3, 64, 64, device="cuda") * 2 - 1
+    state = backend.run("calibrate", {"anchor": anchor})
+    response = backend.run("target", {"target": target})["target_response"]
+    for _ in range(50):
+        step_inputs = {"frame": anchor, "target": target, "target_response": response}
+        out = backend.run("step", step_inputs | {name: state[name] for name in StreamEngine(backend).state_keys})
+        assert torch.count_nonzero(out["z_d"]) == 0
+        state |= {name[len("next_"):]: value for name, value in out.items() if name.startswith("next_")}
+    with pytest.raises(EngineError, match="a batch of 3 streams is more than"):
+        backend.run("calibrate", {"anchor": anchor.expand(3, -1, -1, -1)})
+    engine = StreamEngine(backend)
+    crops = [to_image(frame.unsqueeze(0)) for frame in random_video(1, 5, 64, seed=4)[0]]
+    streams = [engine.open(crop) for crop in crops]
+    for _ in range(3):
+        assert len(engine.step_many([(stream, crops[0]) for stream in streams])) == 5

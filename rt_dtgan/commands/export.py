@@ -16,7 +16,9 @@ def add_parsers(commands) -> None:
     )
     export.add_argument("--checkpoint", required=True, help="the .safetensors checkpoint to export, or a shipped model name")
     export.add_argument("--backend", choices=("onnx", "tensorrt"), default="onnx")
-    export.add_argument("--precision", choices=("fp32", "fp16"), default="fp32")
+    export.add_argument(
+        "--precision", choices=("fp32", "fp16"), default="fp32", help="TensorRT: fp16 runs G in float16, A and its state in float32"
+    )
     export.add_argument("--size", type=int, choices=(64, 128, 256), help="crop size; must match the checkpoint")
     export.add_argument("--max-batch", type=int, default=32, help="most streams batched into one engine call")
     export.add_argument("--out", required=True, help="directory for the engines and meta.json")

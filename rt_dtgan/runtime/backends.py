@@ -1,6 +1,9 @@
 """Backends run the stream graphs by name: ``run(graph, inputs) -> outputs``, dicts of
 float32 tensors named as in ``graph_specs``, batch first. The StreamEngine needs nothing
-else, so a backend can be torch modules, ONNX Runtime sessions or TensorRT engines."""
+else, so a backend can be torch modules, ONNX Runtime sessions or TensorRT engines.
+
+A backend takes at most ``max_batch`` streams in one call (None: no limit) and refuses
+more; ``run_in_chunks`` splits a larger batch into calls it takes."""
 
 from __future__ import annotations
 
@@ -23,10 +26,33 @@ class Backend(Protocol):
     name: str
     config: ModelConfig
     device: torch.device
+    max_batch: int | None
 
     def run(self, graph: str, inputs: dict[str, Tensor]) -> dict[str, Tensor]: ...
 
     def describe(self) -> str: ...
+
+
+def check_batch(backend: Backend, graph: str, inputs: dict[str, Tensor]) -> int:
+    """-> the batch size of ``inputs``; raises EngineError beyond the backend's max_batch."""
+    batch = next(iter(inputs.values())).shape[0]
+    if backend.max_batch is not None and batch > backend.max_batch:
+        raise EngineError(
+            f"{graph}: a batch of {batch} streams is more than this {backend.name} backend takes in one call "
+            f"({backend.max_batch}); split it (run_in_chunks), or export with a larger --max-batch"
+        )
+    return batch
+
+
+def run_in_chunks(backend: Backend, graph: str, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
+    """``backend.run`` for any batch size: calls of at most ``max_batch`` streams, their
+    outputs concatenated in order."""
+    batch = next(iter(inputs.values())).shape[0]
+    chunk = backend.max_batch or batch
+    if batch <= chunk:
+        return backend.run(graph, inputs)
+    parts = [backend.run(graph, {k: v[start : start + chunk] for k, v in inputs.items()}) for start in range(0, batch, chunk)]
+    return {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
 
 
 class CapturedGraph:
@@ -56,9 +82,12 @@ class CapturedGraph:
 
 
 class TorchBackend:
-    """The graphs as torch modules: float32 on the CPU, float16 on CUDA by default.
+    """The graphs as torch modules. A, F and the dynamics state run in float32 everywhere;
+    the generator in float16 with ``half`` (the default on CUDA), else float32.
     ``cuda_graphs`` (CUDA only) records each graph once per input shape (one per number of
-    batched streams) and replays it: one launch per graph instead of one per kernel."""
+    batched streams) and replays it: one launch per graph instead of one per kernel.
+    ``compile_step`` hands the per-frame step graph to ``torch.compile`` (its batch axis
+    dynamic). ``max_batch`` bounds the streams of one call (and so the recorded shapes)."""
 
     name = "torch"
 
@@ -68,27 +97,38 @@ class TorchBackend:
         device: str | torch.device = "cpu",
         half: bool | None = None,
         cuda_graphs: bool = False,
+        max_batch: int | None = None,
+        compile_step: bool = False,
     ) -> None:
         self.device = torch.device(device)
         if cuda_graphs and self.device.type != "cuda":
             raise EngineError(f"CUDA graphs need a CUDA device; this backend runs on {self.device}")
+        if cuda_graphs and compile_step:
+            raise ValueError("choose CUDA graph replay or torch.compile, not both")
+        if max_batch is not None and max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         self.half = self.device.type == "cuda" if half is None else half
-        self.dtype = torch.float16 if self.half else torch.float32
+        self.generator_dtype = torch.float16 if self.half else torch.float32
         self.cuda_graphs = cuda_graphs
+        self.max_batch = max_batch
         self.config = model.config
         self.specs = graph_specs(model.config)
-        own_copy = copy.deepcopy(model)  # .to() below casts in place; the caller's model stays as it is
-        self.graphs = {name: spec.build(own_copy).to(self.device, self.dtype) for name, spec in self.specs.items()}
+        own_copy = copy.deepcopy(model).to(self.device, torch.float32)  # build() casts G in place; the caller's model stays
+        self.graphs = {name: spec.build(own_copy, self.generator_dtype) for name, spec in self.specs.items()}
+        self.compiled = compile_step
+        if compile_step:
+            self.graphs["step"] = torch.compile(self.graphs["step"], dynamic=True)
         self._captured: dict[tuple, CapturedGraph] = {}
 
     def run(self, graph: str, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
-        inputs = {k: v.to(self.device, self.dtype) for k, v in inputs.items()}
+        check_batch(self, graph, inputs)
+        inputs = {k: v.to(self.device, torch.float32) for k, v in inputs.items()}
         if self.cuda_graphs:
             outputs = tuple(output.clone() for output in self._replay(graph, inputs))
         else:
             with torch.inference_mode():
                 outputs = self.graphs[graph](**inputs)
-        return {name: out.float() for name, out in zip(self.specs[graph].outputs, outputs)}
+        return dict(zip(self.specs[graph].outputs, outputs))
 
     def _replay(self, graph: str, inputs: dict[str, Tensor]) -> tuple[Tensor, ...]:
         key = (graph, *((name, tuple(tensor.shape)) for name, tensor in sorted(inputs.items())))
@@ -98,8 +138,9 @@ class TorchBackend:
 
     def describe(self) -> str:
         where = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "CPU"
-        graphs = ", CUDA graphs" if self.cuda_graphs else ""
-        return f"torch {torch.__version__} on {where}, {'float16' if self.half else 'float32'}{graphs}"
+        graphs = ", CUDA graphs" if self.cuda_graphs else ", torch.compile (step)" if self.compiled else ""
+        precision = "G float16, A and state float32" if self.half else "float32"
+        return f"torch {torch.__version__} on {where}, {precision}{graphs}"
 
 
 class OnnxRuntimeBackend:
@@ -121,6 +162,7 @@ class OnnxRuntimeBackend:
             raise EngineError(f"{engine_dir}: holds {meta['backend']} engines, not ONNX graphs")
         self.config = meta_model_config(meta)
         self.device = torch.device("cpu")
+        self.max_batch = meta["max_batch"]
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or 0
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -134,6 +176,7 @@ class OnnxRuntimeBackend:
         self.threads = threads
 
     def run(self, graph: str, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
+        check_batch(self, graph, inputs)
         feed = {k: np.ascontiguousarray(v.detach().cpu().numpy(), dtype=np.float32) for k, v in inputs.items()}
         outputs = self.sessions[graph].run(self.output_names[graph], feed)
         return {name: torch.from_numpy(out) for name, out in zip(self.output_names[graph], outputs)}

@@ -6,7 +6,11 @@ G needs nothing of it here), the dynamics state (the
 tensors the model's step graph names: for a windowed stream the anchor's LSTM state, the
 last W input gates and the static h) and a frame counter. A step is one call of the
 backend's ``step`` graph; the frames of several streams go through in one batched call
-with ``step_many``.
+with ``step_many`` (in calls of at most the backend's ``max_batch`` streams).
+
+Per frame only the frame crosses to the backend's device, as uint8 (a quarter of float32's
+bytes), and the drawn crops come back in one copy: the per-target tensors and the state
+stay on the device.
 
 Faces come in as ``AlignedFace``: the aligned crop, and the face mesh in eye units; the
 model's encoder reads one of them. What comes out depends on the generator's kind: a crop
@@ -25,7 +29,7 @@ import torch
 from torch import Tensor
 
 from rt_dtgan.config import MESH_POINTS
-from rt_dtgan.runtime.backends import Backend
+from rt_dtgan.runtime.backends import Backend, run_in_chunks
 from rt_dtgan.runtime.graphs import GeneratorContract, graph_specs
 from rt_dtgan.models.warp import lid_gain
 from rt_dtgan.runtime.warping import KeypointMotion, WarpStage
@@ -52,8 +56,9 @@ Generated = Union[np.ndarray, KeypointMotion]
 
 @dataclass
 class _Stream:
-    """``target``: the step graph's per-target inputs (a drawing G), or for a warping G the
-    portrait crop (1, 3, S, S) and its mesh (1, MESH_POINTS, 2)."""
+    """``target``: the step graph's per-target inputs on the backend's device (a drawing G),
+    or for a warping G the portrait crop (1, 3, S, S) and its mesh (1, MESH_POINTS, 2) on
+    the CPU, where the warp is solved."""
 
     target: dict[str, Tensor]
     neutral_output: Tensor
@@ -70,6 +75,7 @@ class StreamEngine:
         self.backend = backend
         self.config = backend.config
         self.size = backend.config.image_size
+        self.device = backend.device
         self.contract = GeneratorContract.of(backend.config)
         step = graph_specs(backend.config)["step"]
         self.state_keys, self.target_keys = step.state_inputs, step.target_inputs
@@ -150,13 +156,20 @@ class StreamEngine:
             raise KeyError(f"no open stream {stream_id}") from None
 
     def _driving(self, face: AlignedFace | np.ndarray) -> Tensor:
-        """A face -> what A reads of it, as a (1, ...) float32 tensor."""
+        """A face -> what A reads of it, on the CPU: the crop as uint8 (1, S, S, 3), or the
+        mesh as float32 (1, MESH_POINTS, 2)."""
         if not self.config.reads_mesh:
-            return to_tensor(face if isinstance(face, np.ndarray) else face.crop, self.size)
+            return crop_to_tensor(face if isinstance(face, np.ndarray) else face.crop, self.size)
         mesh = None if isinstance(face, np.ndarray) else face.mesh
         if mesh is None:
             raise ValueError("this model reads the face mesh: give faces with a mesh (a tracked face), not bare crops")
         return mesh_to_tensor(mesh)
+
+    def _frames(self, faces: list[Tensor]) -> Tensor:
+        """What ``_driving`` gave for several faces -> one float32 batch on the device (crops
+        in [-1, 1])."""
+        batch = torch.cat(faces).to(self.device, non_blocking=True)
+        return to_unit_range(batch) if batch.dtype == torch.uint8 else batch
 
     def _prepare_target(self, target: AlignedFace | np.ndarray) -> _Stream:
         if not self.contract.draws:
@@ -164,13 +177,13 @@ class StreamEngine:
                 raise ValueError("this model warps the target's own keypoints: give a target with a face mesh")
             portrait = {"portrait": to_tensor(target.crop, self.size), "mesh": mesh_to_tensor(target.mesh)}
             return _Stream(portrait, torch.zeros(1, *self.neutral_offsets_shape))
-        image = to_tensor(target if isinstance(target, np.ndarray) else target.crop, self.size)
+        image = to_tensor(target if isinstance(target, np.ndarray) else target.crop, self.size).to(self.device)
         out = self.backend.run("target", {"target": image})
         return _Stream({"target": image, "target_response": out["target_response"]}, out["neutral_output"])
 
     def _generated(self, outputs: list[Tensor], streams: list[_Stream]) -> list[Generated]:
         if self.contract.draws:
-            return [to_image(output) for output in outputs]
+            return list(to_images(torch.cat([output.to(self.device) for output in outputs])))
         offsets = torch.cat([output.float().cpu() * stream.strength * stream.target.get("gain", 1.0) for output, stream in zip(outputs, streams)])
         portraits = torch.cat([stream.target["portrait"] for stream in streams])
         meshes = torch.cat([stream.target["mesh"] for stream in streams])
@@ -179,22 +192,22 @@ class StreamEngine:
     def _anchor(self, streams: list[_Stream], anchors: list[Tensor]) -> None:
         """Make ``anchors`` the streams' y0: their dynamics state and, for a warping G that
         reads meshes, how far the target's lids move per unit of the driver's (lid_gain)."""
-        for stream, dynamics, anchor in zip(streams, self._calibrate(anchors), anchors):
+        for stream, dynamics, anchor in zip(streams, self._calibrate(self._frames(anchors)), anchors):
             stream.dynamics = dynamics
             if not self.contract.draws and self.config.reads_mesh:
                 stream.target["gain"] = lid_gain(stream.target["mesh"], anchor)
 
-    def _calibrate(self, anchors: list[Tensor]) -> list[dict[str, Tensor]]:
-        out = self.backend.run("calibrate", {"anchor": torch.cat(anchors)})
+    def _calibrate(self, anchors: Tensor) -> list[dict[str, Tensor]]:
+        out = run_in_chunks(self.backend, "calibrate", {"anchor": anchors})
         return [{key: out[key][i : i + 1] for key in self.state_keys} for i in range(len(anchors))]
 
     def _step(self, streams: list[_Stream], frames: list[Tensor]) -> list[Tensor]:
-        inputs = {"frame": torch.cat(frames)}
+        inputs = {"frame": self._frames(frames)}
         for key in self.target_keys:
             inputs[key] = torch.cat([s.target[key] for s in streams])
         for key in self.state_keys:
             inputs[key] = torch.cat([s.dynamics[key] for s in streams])
-        out = self.backend.run("step", inputs)
+        out = run_in_chunks(self.backend, "step", inputs)
         for i, stream in enumerate(streams):
             for key in self.state_keys:
                 if f"next_{key}" in out:
@@ -203,11 +216,22 @@ class StreamEngine:
         return [output[i : i + 1] for i in range(len(streams))]
 
 
-def to_tensor(crop: np.ndarray, size: int) -> Tensor:
-    """uint8 (size, size, 3) RGB -> float32 (1, 3, size, size) in [-1, 1]."""
+def crop_to_tensor(crop: np.ndarray, size: int) -> Tensor:
+    """uint8 (size, size, 3) RGB -> uint8 (1, size, size, 3), a view (channels last, so that
+    a batch of them is one contiguous copy)."""
     if crop.dtype != np.uint8 or crop.shape != (size, size, 3):
         raise ValueError(f"expected a uint8 ({size}, {size}, 3) RGB crop, got {crop.dtype} {crop.shape}")
-    return torch.from_numpy(crop).permute(2, 0, 1).unsqueeze(0).float().div_(127.5).sub_(1.0)
+    return torch.from_numpy(crop).unsqueeze(0)
+
+
+def to_unit_range(pixels: Tensor) -> Tensor:
+    """uint8 (B, S, S, 3) -> float32 (B, 3, S, S) in [-1, 1], on the same device."""
+    return pixels.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0).contiguous()
+
+
+def to_tensor(crop: np.ndarray, size: int) -> Tensor:
+    """uint8 (size, size, 3) RGB -> float32 (1, 3, size, size) in [-1, 1]."""
+    return to_unit_range(crop_to_tensor(crop, size))
 
 
 def mesh_to_tensor(mesh: np.ndarray) -> Tensor:
@@ -217,7 +241,12 @@ def mesh_to_tensor(mesh: np.ndarray) -> Tensor:
     return torch.from_numpy(np.asarray(mesh, dtype=np.float32)).unsqueeze(0)
 
 
+def to_images(frames: Tensor) -> np.ndarray:
+    """float (B, 3, S, S) in [-1, 1], on any device -> uint8 (B, S, S, 3) RGB, in one copy."""
+    pixels = frames.float().add(1.0).mul_(127.5).round_().clamp_(0, 255)
+    return pixels.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
 def to_image(frame: Tensor) -> np.ndarray:
     """float (1, 3, S, S) in [-1, 1] -> uint8 (S, S, 3) RGB."""
-    pixels = frame[0].float().add(1.0).mul_(127.5).round_().clamp_(0, 255)
-    return pixels.to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return to_images(frame)[0]

@@ -4,7 +4,7 @@ An engine directory holds ``target.onnx``, ``calibrate.onnx``, ``step.onnx`` (an
 TensorRT the matching ``.plan`` files) beside ``meta.json``:
 
     {"format": "rt-dtgan-engines", "format_version": 1, "backend": "onnx" | "tensorrt",
-     "precision": "fp32" | "fp16", "max_batch": N, "model_config": {...},
+     "precision": "fp32" | "fp16" (G in float16; A and its state float32), "max_batch": N, "model_config": {...},
      "checkpoint": {"file": NAME, "sha256": HEX},
      "graphs": {NAME: {"onnx": FILE, "onnx_sha256": HEX, "inputs": {...}, "outputs": {...}}},
      "versions": {"torch": ..., "onnx": ..., "opset": ...}}
@@ -15,6 +15,7 @@ A loader checks the hashes and refuses a directory whose meta does not match.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import logging
@@ -52,17 +53,20 @@ def export_onnx(
     out_dir: str | os.PathLike,
     checkpoint: str | os.PathLike | None,
     max_batch: int = 32,
+    generator_dtype: torch.dtype = torch.float32,
 ) -> dict:
-    """Write the three graphs of ``model`` as float32 ONNX (batch axis dynamic, 1..max_batch)
-    and meta.json to ``out_dir``; returns the meta. ``checkpoint`` is the file the model was
-    loaded from (None for fresh weights, which then match no checkpoint)."""
+    """Write the graphs of ``model`` as ONNX (batch axis dynamic, 1..max_batch) and
+    meta.json to ``out_dir``; returns the meta. ``checkpoint`` is the file the model was
+    loaded from (None for fresh weights, which then match no checkpoint). Inputs and
+    outputs are float32; a float16 ``generator_dtype`` stores G's weights in float16 with
+    explicit casts at its boundary (the graph a strongly typed TensorRT build keeps as it is)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model = model.float().eval()
+    model = copy.deepcopy(model).float().eval()  # build() may cast G in place
     graphs = {}
     for name, spec in graph_specs(model.config).items():
         onnx_path = out / f"{name}.onnx"
-        _export_graph(spec, spec.build(model), onnx_path, max_batch)
+        _export_graph(spec, spec.build(model, generator_dtype), onnx_path, max_batch)
         graphs[name] = {
             "onnx": onnx_path.name,
             "onnx_sha256": file_sha256(onnx_path),
@@ -75,7 +79,7 @@ def export_onnx(
         "format": ENGINE_FORMAT,
         "format_version": ENGINE_FORMAT_VERSION,
         "backend": "onnx",
-        "precision": "fp32",
+        "precision": "fp32" if generator_dtype == torch.float32 else "fp16",
         "max_batch": max_batch,
         "model_config": model.config.to_dict(),
         "checkpoint": _checkpoint_identity(checkpoint),

@@ -2,7 +2,7 @@
 
 One ``GraphSpec`` per graph names its inputs and outputs and makes a sample input; the
 same spec drives the torch backend, the ONNX export, the TensorRT build and the parity
-tests. Every tensor is float32 (float16 inside TensorRT); B is the number of streams.
+tests. Every graph input and output is float32 (see Precision below); B is the number of streams.
 
 - ``target``:    target (B, 3, S, S) -> target_response (B, C, S/2, S/2), neutral_output (B, 3, S, S)
 - ``calibrate``: anchor (B, *F) -> the stream's dynamics state
@@ -25,6 +25,13 @@ anchor_gates (B, 4H), live_h, live_c, static_h, static_c (B, H).
 
 Images are in [-1, 1]. ``neutral_output`` is G(x, F(0)), the output whenever z_d is zero
 (the first frame of a stream), computed once per target.
+
+Precision: A, F and so the dynamics state always run in float32. z_d = H - H_static
+subtracts two nearly equal vectors, so a half-precision LSTM would leave a neutral face
+with a z_d that is not exactly zero and let the state random-walk. Only the generator (G,
+or a warping G's refiner) may hold float16 weights (``GraphSpec.build(model,
+generator_dtype)``); the graphs cast at its boundary, so every graph input and output stays
+float32 whatever the generator's precision.
 """
 
 from __future__ import annotations
@@ -39,8 +46,27 @@ from rt_dtgan.dynamics import DynamicsState, WindowState, start_dynamics, start_
 from rt_dtgan.models import DynamicsTransferGAN, LSTMState
 from rt_dtgan.models.warp import MOVING_POINTS
 
+GENERATOR_PARTS = ("generator", "refiner")
 STREAM_INPUTS = ("frame", "anchor", "target", "target_response", "warped", "displacement", "mouth")
 TARGET_INPUTS = ("target", "target_response")
+
+
+def in_generator_precision(generator: nn.Module, method, *tensors: Tensor):
+    """``method`` of ``generator`` on ``tensors`` cast to its weights' dtype -> its output(s)
+    as float32."""
+    dtype = next(generator.parameters()).dtype
+    outputs = method(*(tensor.to(dtype) for tensor in tensors))
+    return tuple(output.float() for output in outputs) if isinstance(outputs, tuple) else outputs.float()
+
+
+def set_generator_dtype(graph: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """Cast the generator part of a graph module (GENERATOR_PARTS) to ``dtype``, in place;
+    A and F stay float32."""
+    for name in GENERATOR_PARTS:
+        part = getattr(graph, name, None)
+        if part is not None:
+            part.to(dtype)
+    return graph
 
 
 class TargetGraph(nn.Module):
@@ -50,9 +76,10 @@ class TargetGraph(nn.Module):
         self.hidden_dim = model.config.encoder.hidden_dim
 
     def forward(self, target: Tensor) -> tuple[Tensor, Tensor]:
-        response = self.generator.target_stem(target)
+        generator = self.generator
+        response = in_generator_precision(generator, generator.target_stem, target)
         no_dynamics = target.new_zeros(target.shape[0], self.hidden_dim)
-        neutral = self.generator.from_target_response(target, response, self.embedder(no_dynamics))
+        neutral = in_generator_precision(generator, generator.from_target_response, target, response, self.embedder(no_dynamics))
         return response, neutral
 
 
@@ -74,7 +101,8 @@ class _StepGraph(nn.Module):
         self.encoder, self.embedder, self.generator = model.encoder, model.embedder, model.generator
 
     def draw(self, target: Tensor, target_response: Tensor, z_d: Tensor) -> Tensor:
-        return self.generator.from_target_response(target, target_response, self.embedder(z_d))
+        generator = self.generator
+        return in_generator_precision(generator, generator.from_target_response, target, target_response, self.embedder(z_d))
 
 
 class HistoryStepGraph(_StepGraph):
@@ -150,7 +178,7 @@ class RefineGraph(nn.Module):
         self.refiner = model.generator.refiner
 
     def forward(self, warped: Tensor, displacement: Tensor, mouth: Tensor) -> tuple[Tensor, Tensor]:
-        return self.refiner(warped, displacement, mouth)
+        return in_generator_precision(self.refiner, self.refiner, warped, displacement, mouth)
 
 
 @dataclass(frozen=True)
@@ -177,8 +205,10 @@ class GraphSpec:
     outputs: dict[str, tuple[int, ...]]
     module_type: type[nn.Module]
 
-    def build(self, model: DynamicsTransferGAN) -> nn.Module:
-        return self.module_type(model).eval()
+    def build(self, model: DynamicsTransferGAN, generator_dtype: torch.dtype = torch.float32) -> nn.Module:
+        """The graph module over ``model``'s networks (shared, not copied: a float16
+        ``generator_dtype`` casts the model's generator in place)."""
+        return set_generator_dtype(self.module_type(model).eval(), generator_dtype)
 
     def sample_inputs(self, batch: int = 1, seed: int = 0) -> dict[str, Tensor]:
         """Random inputs of the right shapes: images uniform in [-1, 1], meshes and states small normals."""

@@ -62,6 +62,22 @@ def test_the_warp_is_the_identity_without_motion_and_moves_the_keypoints_with_it
     assert not torch.equal(warp(portrait, mesh, moved), portrait)
 
 
+def test_several_streams_warp_together_on_several_threads():
+    """MKL's batched solve fails for systems of our size on several threads
+    (pytorch/pytorch#142815): a batch of streams must warp as each stream alone."""
+    warp = KeypointWarp(PreprocessConfig(size=SIZE), grid_side=32)
+    meshes = torch.from_numpy(random_meshes(4, 2)) * 0.6
+    offsets = 0.05 * torch.randn(4, len(MOVING_POINTS), 2, generator=torch.Generator().manual_seed(3))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        together = warp.sampling_grid(meshes, offsets)
+    finally:
+        torch.set_num_threads(threads)
+    for i in range(4):
+        torch.testing.assert_close(together[i : i + 1], warp.sampling_grid(meshes[i : i + 1], offsets[i : i + 1]))
+
+
 def test_a_lid_or_lip_never_passes_its_partner():
     warp = KeypointWarp(PreprocessConfig(size=SIZE), grid_side=16)
     keypoints = torch.zeros(1, len(MOVING_POINTS), 2, dtype=torch.float64)

@@ -105,6 +105,10 @@ def fit_spline(anchors: Tensor, values: Tensor) -> Tensor:
         dim=1,
     )
     right_side = torch.cat([values, values.new_zeros(batch, 3, 2)], dim=1)
+    if system.device.type == "cpu":
+        # One system at a time: MKL's batched solve on several threads fails for systems of
+        # 151 rows and more (pytorch/pytorch#142815); ours have M + 3, about 156.
+        return torch.stack([torch.linalg.solve(one_system, one_side) for one_system, one_side in zip(system, right_side)])
     return torch.linalg.solve(system, right_side)
 
 

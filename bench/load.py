@@ -7,6 +7,11 @@ each client is a thread with its own StreamClient in blocking mode (one frame in
 every frame answered), so the worker batches whatever frames arrive together. Latency is
 the client's round trip (send to decoded result). Also measured: the bytes of one crop on
 the wire, raw (rgb24) and as JPEG, on frames of a real clip when --clip is given.
+
+``--beside none,reading:2,silent:2`` runs every case once per entry: alone, beside 2 clients
+that send a frame every 1/30 s and read their replies, beside 2 that send alike and never
+read one (slow readers). Reading against silent neighbours isolates what not reading costs
+the others (latency) and the worker (its resident memory at the end of each case).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import numpy as np
 import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import environment, percentiles, print_table, write_json  # noqa: E402
+from common import environment, percentiles, print_table, resident_mib, write_json  # noqa: E402
 
 from rt_dtgan.transport import ClientConfig, StreamClient  # noqa: E402
 from rt_dtgan.transport.protocol import JpegCodec, decode_image, encode_image  # noqa: E402
@@ -38,6 +43,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--formats", default="rgb24,jpeg", help="frame formats to run: rgb24, jpeg")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads in the worker")
     parser.add_argument("--clip", help="a video whose frames measure the JPEG size (default: synthetic crops)")
+    parser.add_argument("--beside", default="none", help="neighbours per run: none, reading:N or silent:N, comma-separated")
     parser.add_argument("--json", help="write the results here")
     return parser.parse_args()
 
@@ -75,6 +81,33 @@ def run_client(address: str, image_format: str, crops: list[np.ndarray], warmup:
         results = [client.process(crops[i % len(crops)]) for i in range(frames)]
         out["elapsed"] = time.perf_counter() - began
         out["results"] = results
+
+
+class Neighbour(threading.Thread):
+    """A client that opens a stream, then sends a frame every 1/30 s; it reads its replies
+    unless ``silent`` (a slow reader that never reads again)."""
+
+    def __init__(self, address: str, crop: np.ndarray, silent: bool) -> None:
+        super().__init__(daemon=True)
+        self.address, self.crop, self.silent, self.stop = address, crop, silent, threading.Event()
+
+    def run(self) -> None:
+        import json
+
+        size = self.crop.shape[0]
+        image = {"format": "rgb24", "width": size, "height": size}
+        with zmq.Context() as context, context.socket(zmq.DEALER) as socket:
+            socket.linger = 0
+            socket.connect(self.address)
+            socket.send_multipart([json.dumps({"v": 1, "type": "OPEN", "seq": 1, **image}).encode(), self.crop.tobytes()])
+            stream = json.loads(socket.recv_multipart()[0])["stream"]
+            seq = 2
+            while not self.stop.wait(1 / 30):
+                header = {"v": 1, "type": "FRAME", "seq": seq, "stream": stream, **image}
+                socket.send_multipart([json.dumps(header).encode(), self.crop.tobytes()], flags=zmq.NOBLOCK)
+                seq += 1
+                while not self.silent and socket.poll(0):
+                    socket.recv_multipart()
 
 
 def time_clients(address: str, image_format: str, clients: int, crops: list[np.ndarray], warmup: int, frames: int) -> dict:
@@ -174,17 +207,25 @@ def main() -> None:
         with StreamClient(ClientConfig(address=address)) as probe:
             probe.connect(timeout_s=120)
         crops = sample_crops(args.size, 16, args.clip)
-        rows = [
-            time_clients(address, image_format, n, crops, args.warmup, args.frames)
-            for image_format in args.formats.split(",")
-            for n in counts
-        ]
+        rows = []
+        for beside in args.beside.split(","):
+            kind, _, count = beside.partition(":")
+            neighbours = [Neighbour(address, crops[i % len(crops)], kind == "silent") for i in range(int(count or 0))]
+            for neighbour in neighbours:
+                neighbour.start()
+            for image_format in args.formats.split(","):
+                for n in counts:
+                    row = time_clients(address, image_format, n, crops, args.warmup, args.frames)
+                    rows.append(row | {"beside": beside, "worker_rss_mib": resident_mib(worker.pid)})
+            for neighbour in neighbours:
+                neighbour.stop.set()
+                neighbour.join()
     finally:
         worker.terminate()
         worker.join(timeout=10)
     sizes = payload_sizes(args.clip)
-    print_table(rows, ["format", "clients", "frames_per_s", "per_client_fps", "p50_ms", "p99_ms", "queue_p50_ms",
-                       "engine_p50_ms", "mean_batch"])
+    print_table(rows, ["beside", "format", "clients", "frames_per_s", "per_client_fps", "p50_ms", "p99_ms", "queue_p50_ms",
+                       "engine_p50_ms", "mean_batch", "worker_rss_mib"])
     print()
     print_table(sizes, ["size", "rgb24_bytes", "jpeg_quality", "jpeg_bytes_mean", "ratio", "jpeg_mean_abs_error",
                         "encode_ms", "decode_ms"])

@@ -42,6 +42,9 @@ from rt_dtgan.transport.protocol import MAX_HEADER_BYTES, WORKER_REPLIES, JpegCo
 from rt_dtgan.transport.security import AUTHORIZED_CLIENTS_DIR
 from conftest import LOOPBACK, header, new_worker, serving
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from fuzz_worker import mutated  # noqa: E402
+
 SIZE = 64
 
 
@@ -185,36 +188,6 @@ def test_oversized_message_is_refused(lively_model):
         assert peer.open(target) > 0
 
 
-def mutated(rng: np.random.Generator, valid: list[list[bytes]]) -> list[bytes]:
-    """A random mutation of a valid message, or random bytes."""
-    parts = [bytearray(p) for p in valid[rng.integers(len(valid))]]
-    choice = rng.integers(8)
-    if choice == 0:
-        return [rng.bytes(int(rng.integers(0, 300))) for _ in range(int(rng.integers(1, 5)))]
-    if choice == 1:
-        index = int(rng.integers(len(parts)))
-        for position in rng.integers(0, max(1, len(parts[index])), size=int(rng.integers(1, 6))):
-            if parts[index]:
-                parts[index][position] ^= 1 << int(rng.integers(8))
-    elif choice == 2:
-        index = int(rng.integers(len(parts)))
-        parts[index] = parts[index][: int(rng.integers(0, len(parts[index]) + 1))]
-    elif choice == 3:
-        parts = parts + [parts[-1]] * int(rng.integers(1, 9))
-    elif choice == 4:
-        parts = parts[:1]
-    elif choice == 5:
-        fields = json.loads(bytes(parts[0]))
-        key = ["v", "type", "seq", "stream", "format", "width", "height", "ts_ns"][int(rng.integers(8))]
-        fields[key] = [None, -1, 2**63, 1e308, "x" * 50, [1], {"a": 1}, True, 0, 64][int(rng.integers(10))]
-        parts[0] = bytearray(json.dumps(fields).encode())
-    elif choice == 6:
-        parts[-1] = parts[-1] + rng.bytes(int(rng.integers(1, 50_000)))
-    else:
-        parts[0] = bytearray(rng.bytes(int(rng.integers(1, 40)))) + parts[0]
-    return [bytes(p) for p in parts]
-
-
 def fuzz_round(peer: RawPeer, rng: np.random.Generator, valid: list[list[bytes]], messages: int, marker: int) -> int:
     """Send ``messages`` mutations in chunks, each followed by a PING; check every reply. Returns the ERROR count."""
     errors = 0
@@ -351,7 +324,8 @@ torch.set_num_threads(1)
 from conftest import make_lively_model
 from rt_dtgan.runtime.backends import TorchBackend
 from rt_dtgan.runtime.engine import StreamEngine
-from rt_dtgan.transport.worker import Worker, WorkerConfig, stop_on_signals
+from rt_dtgan.transport.serving import stop_on_signals
+from rt_dtgan.transport.worker import Worker, WorkerConfig
 worker = Worker(WorkerConfig(bind={address!r}), StreamEngine(TorchBackend(make_lively_model())))
 print("ready", flush=True)
 with stop_on_signals(worker):

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from rt_dtgan.commands.common import add_model_arguments, open_engine
+from rt_dtgan.transport.serving import ClientLimits
 
 
 def add_parsers(commands) -> None:
@@ -20,7 +21,11 @@ def add_parsers(commands) -> None:
     where.add_argument("--broker", help="instead of binding, join a broker's back end at this address")
     serve.add_argument("--max-streams", type=int, default=16)
     serve.add_argument("--idle-timeout", type=float, default=60.0, help="seconds before an idle stream expires")
+    serve.add_argument(
+        "--reclaim-idle", type=float, default=5.0, help="seconds without a message after which a stream gives its slot to a new one"
+    )
     serve.add_argument("--curve-dir", type=Path, help="server.key, server.key_secret, authorized_clients/ (rt-dtgan keys)")
+    add_limit_arguments(serve)
     add_model_arguments(serve, threads=None)
     serve.set_defaults(handler=run_serve)
 
@@ -28,6 +33,7 @@ def add_parsers(commands) -> None:
     broker.add_argument("--front", default="tcp://127.0.0.1:5555", help="address clients connect to")
     broker.add_argument("--back", default="tcp://127.0.0.1:5556", help="address workers connect to")
     broker.add_argument("--curve-dir", type=Path, help="as for serve; needed beyond loopback")
+    add_limit_arguments(broker)
     broker.set_defaults(handler=run_broker)
 
     keys = commands.add_parser("keys", help="make a CURVE key pair for a server or a client")
@@ -36,10 +42,28 @@ def add_parsers(commands) -> None:
     keys.set_defaults(handler=run_keys)
 
 
+def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
+    """What one client may hold (ClientLimits)."""
+    defaults = ClientLimits()
+    parser.add_argument("--streams-per-client", type=int, default=defaults.streams_per_client, help="streams one connection may hold")
+    parser.add_argument("--streams-per-key", type=int, default=defaults.streams_per_key, help="streams one CURVE client key may hold")
+    parser.add_argument("--opens-per-s", type=float, default=defaults.opens_per_s, help="OPENs per second one connection may send")
+
+
+def client_limits(args: argparse.Namespace) -> ClientLimits:
+    return ClientLimits(args.streams_per_client, args.streams_per_key, args.opens_per_s)
+
+
 def run_serve(args: argparse.Namespace) -> int:
     from rt_dtgan.transport import WorkerConfig, run_worker
 
-    options = dict(max_streams=args.max_streams, idle_timeout_s=args.idle_timeout, curve_dir=args.curve_dir)
+    options = dict(
+        max_streams=args.max_streams,
+        idle_timeout_s=args.idle_timeout,
+        reclaim_idle_s=args.reclaim_idle,
+        curve_dir=args.curve_dir,
+        limits=client_limits(args),
+    )
     if args.broker:
         config = WorkerConfig(bind=None, broker=args.broker, **options)
     else:
@@ -53,7 +77,7 @@ def run_serve(args: argparse.Namespace) -> int:
 def run_broker(args: argparse.Namespace) -> int:
     from rt_dtgan.transport import BrokerConfig, run_broker as broker_loop
 
-    config = BrokerConfig(front=args.front, back=args.back, curve_dir=args.curve_dir)
+    config = BrokerConfig(front=args.front, back=args.back, curve_dir=args.curve_dir, limits=client_limits(args))
     print(f"broker: clients on {config.front}, workers on {config.back}; Ctrl-C stops", file=sys.stderr)
     broker_loop(config)
     return 0

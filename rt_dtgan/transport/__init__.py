@@ -6,11 +6,40 @@ meshes in and keypoint motions out); ``Broker``/``run_broker`` spread streams ov
 workers; ``generate_keys`` makes the CURVE certificates a non-loopback address needs.
 """
 
-from rt_dtgan.transport.broker import Broker, BrokerConfig, run_broker
-from rt_dtgan.transport.client import ClientConfig, LinkStatus, RemoteResult, StreamClient, TransportError
-from rt_dtgan.transport.protocol import PROTOCOL_VERSION, ErrorCode, MessageType, ModelInfo, ProtocolError
-from rt_dtgan.transport.security import ClientKeys, SecurityError, generate_keys, is_local_address
-from rt_dtgan.transport.worker import Worker, WorkerConfig, run_worker
+import importlib
+
+# Imported on first use (PEP 562), so that importing a light module of this package, as the
+# CLI's parsers do, does not import torch through the worker.
+_HOMES = {
+    "Broker": "broker",
+    "BrokerConfig": "broker",
+    "run_broker": "broker",
+    "ClientConfig": "client",
+    "LinkStatus": "client",
+    "RemoteResult": "client",
+    "StreamClient": "client",
+    "TransportError": "client",
+    "PROTOCOL_VERSION": "protocol",
+    "ErrorCode": "protocol",
+    "MessageType": "protocol",
+    "ModelInfo": "protocol",
+    "ProtocolError": "protocol",
+    "ClientKeys": "security",
+    "SecurityError": "security",
+    "generate_keys": "security",
+    "is_local_address": "security",
+    "ClientLimits": "serving",
+    "Worker": "worker",
+    "WorkerConfig": "worker",
+    "run_worker": "worker",
+}
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -18,6 +47,7 @@ __all__ = [
     "BrokerConfig",
     "ClientConfig",
     "ClientKeys",
+    "ClientLimits",
     "ErrorCode",
     "LinkStatus",
     "MessageType",

@@ -4,10 +4,13 @@ Clients connect their DEALER to the front ROUTER exactly as they would to a work
 connect a DEALER to the back ROUTER and announce themselves with READY (capacity and load)
 every heartbeat. An OPEN goes to the worker with the most free stream slots (the least
 recently chosen among equals); the worker's OPENED pins that (client, stream) to it, and
-every later message of the stream goes there. A worker silent for ``worker_timeout_s`` is
-forgotten with its streams: their next message gets ERROR 404 and the client reopens
-elsewhere. All workers serve the crop size and model of the first one to join (a client
-learns them from one PONG and may be reopened on any of them).
+every later message of the stream goes there. A worker whose connection closes (a crash,
+kill -9), or that is silent for ``worker_timeout_s``, is forgotten with its streams: their
+next message gets ERROR 404 and the client reopens elsewhere. A client whose connection
+closes has its streams closed on their workers at once (the broker sends their CLOSE).
+OPENs are admitted under ClientLimits, as a bound worker admits them. All workers serve the
+crop size and model of the first one to join (a client learns them from one PONG and may be
+reopened on any of them).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import zmq
@@ -27,12 +30,13 @@ from rt_dtgan.transport.protocol import (
     MessageType,
     ModelInfo,
     ProtocolError,
+    encode_header,
     error_message,
     parse_header,
     payload_bytes,
 )
 from rt_dtgan.transport.security import check_exposure, secure_server, start_authenticator
-from rt_dtgan.transport.worker import MAX_PARTS, POLL_INTERVAL_MS, stop_on_signals
+from rt_dtgan.transport import serving
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +52,7 @@ class BrokerConfig:
     max_message_bytes: int = 4 * 2**20
     worker_timeout_s: float = 3.0
     stream_idle_timeout_s: float = 120.0
+    limits: serving.ClientLimits = field(default_factory=serving.ClientLimits)
 
     def __post_init__(self) -> None:
         if self.front == self.back and not self.front.endswith(":*"):
@@ -82,6 +87,7 @@ class _WorkerInfo:
 class _Pin:
     worker: bytes
     last_active: float
+    key: str | None = None
 
 
 class Broker:
@@ -91,13 +97,18 @@ class Broker:
         self.config = config
         self.workers: dict[bytes, _WorkerInfo] = {}
         self.pins: dict[tuple[bytes, int], _Pin] = {}
+        self._gate = serving.OpenGate(config.limits)
+        self._opening_keys: dict[tuple[bytes, int | None], str | None] = {}
         self._stop = threading.Event()
         self._context = zmq.Context()
         self._authenticator = None
         self._sockets: list[zmq.Socket] = []
+        self._watches: list[serving.ConnectionWatch] = []
         try:
             self._front = self._bind(config.front)
             self._back = self._bind(config.back)
+            self._front_watch, self._back_watch = serving.ConnectionWatch(self._front), serving.ConnectionWatch(self._back)
+            self._watches = [self._front_watch, self._back_watch]
         except Exception:
             self._close()
             raise
@@ -116,13 +127,17 @@ class Broker:
         poller.register(self._back, zmq.POLLIN)
         try:
             while not self._stop.is_set():
-                ready = dict(poller.poll(POLL_INTERVAL_MS))
+                ready = dict(poller.poll(serving.POLL_INTERVAL_MS))
                 if self._back in ready:
                     for parts in _drain(self._back):
+                        self._forget_workers(self._back_watch.seen(parts[0].bytes, parts[0]))
                         self._from_worker(parts)
                 if self._front in ready:
                     for parts in _drain(self._front):
+                        self._forget_clients(self._front_watch.seen(parts[0].bytes, parts[0]))
                         self._from_client(parts)
+                self._forget_workers(self._back_watch.gone())
+                self._forget_clients(self._front_watch.gone())
                 self._forget_silent_workers()
         finally:
             self._close()
@@ -144,6 +159,8 @@ class Broker:
         return socket
 
     def _close(self) -> None:
+        for watch in self._watches:
+            watch.close()
         for socket in self._sockets:
             socket.close()
         if self._authenticator is not None:
@@ -155,22 +172,24 @@ class Broker:
     def _from_client(self, parts: list) -> None:
         client, body = parts[0].bytes, parts[1:]
         try:
-            worker = self._route(client, body)
+            worker = self._route(client, body, serving.client_key(parts[0]))
         except ProtocolError as error:
             reply = error_message(error.code, str(error), error.stream, error.seq)
             self._front.send_multipart([client, *reply], flags=zmq.NOBLOCK)
             return
         self._back.send_multipart([worker, client, b"", *body], flags=zmq.NOBLOCK, copy=False)
 
-    def _route(self, client: bytes, body: list) -> bytes:
+    def _route(self, client: bytes, body: list, key: str | None) -> bytes:
         """The worker that a client message goes to; raises ProtocolError for an ERROR reply."""
-        if not body or len(body) > MAX_PARTS:
-            raise ProtocolError(ErrorCode.BAD_MESSAGE, f"a message has 1 to {MAX_PARTS} parts")
+        if not body or len(body) > serving.MAX_PARTS:
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, f"a message has 1 to {serving.MAX_PARTS} parts")
         if payload_bytes(body) > self.config.max_message_bytes:
             raise ProtocolError(ErrorCode.TOO_LARGE, f"message exceeds {self.config.max_message_bytes} bytes")
         header = parse_header(body[0].buffer)
         kind, stream, seq = header["type"], header.get("stream"), header.get("seq")
         seq = seq if isinstance(seq, int) and not isinstance(seq, bool) else None
+        if kind == MessageType.OPEN:
+            self._admit(client, key, seq)
         if kind in (MessageType.OPEN, MessageType.PING):
             return self._choose_worker(opening=kind == MessageType.OPEN, seq=seq)
         if kind in (MessageType.FRAME, MessageType.CALIBRATE, MessageType.CLOSE):
@@ -181,6 +200,17 @@ class Broker:
             pin.last_active = time.monotonic()
             return pin.worker
         raise ProtocolError(ErrorCode.BAD_MESSAGE, f"unknown request type {kind[:40]!r}", None, seq)
+
+    def _admit(self, client: bytes, key: str | None, seq: int | None) -> None:
+        """Raise STREAM_LIMIT unless the client is within its limits; remember its key for
+        the stream its worker opens."""
+        client_streams = sum(owner == client for owner, _ in self.pins)
+        key_streams = sum(key is not None and pin.key == key for pin in self.pins.values())
+        refusal = self._gate.refusal(client, key, client_streams, key_streams)
+        if refusal is not None:
+            raise ProtocolError(ErrorCode.STREAM_LIMIT, refusal, seq=seq)
+        if key is not None:
+            self._opening_keys[(client, seq)] = key
 
     def _choose_worker(self, opening: bool, seq: int | None) -> bytes:
         candidates = [(info.free_slots, -info.last_chosen, identity) for identity, info in self.workers.items()]
@@ -240,18 +270,45 @@ class Broker:
     def _track(self, worker: bytes, client: bytes, header: dict) -> None:
         """Pin streams on OPENED; unpin on CLOSED and on the worker's 'unknown stream'."""
         kind, stream = header.get("type"), header.get("stream")
+        if kind == MessageType.ERROR:
+            self._opening_keys.pop((client, header.get("seq")), None)
         if not isinstance(stream, int):
             return
         if kind == MessageType.OPENED:
-            self.pins[(client, stream)] = _Pin(worker, time.monotonic())
+            key = self._opening_keys.pop((client, header.get("seq")), None)
+            self.pins[(client, stream)] = _Pin(worker, time.monotonic(), key)
         elif kind == MessageType.CLOSED or (kind == MessageType.ERROR and header.get("code") == ErrorCode.UNKNOWN_STREAM):
             self.pins.pop((client, stream), None)
+
+    def _forget_workers(self, identities: list[bytes]) -> None:
+        """Workers whose connection closed: forgotten now, with their streams."""
+        for identity in identities:
+            info = self.workers.pop(identity, None)
+            if info is not None:
+                log.warning("worker %s disconnected; its streams are dropped", info.name)
+        if identities:
+            self._drop_stale_pins()
+
+    def _forget_clients(self, clients: list[bytes]) -> None:
+        """Clients whose connection closed: their streams are closed on their workers."""
+        for client in clients:
+            self._gate.forget(client)
+            for key in [k for k in self.pins if k[0] == client]:
+                worker = self.pins.pop(key).worker
+                close = encode_header(MessageType.CLOSE, seq=0, stream=key[1])
+                self._back.send_multipart([worker, client, b"", close], flags=zmq.NOBLOCK)
+            for opening in [k for k in self._opening_keys if k[0] == client]:
+                del self._opening_keys[opening]
 
     def _forget_silent_workers(self) -> None:
         now = time.monotonic()
         timeout_s = self.config.worker_timeout_s
         for identity in [k for k, info in self.workers.items() if now - info.last_seen > timeout_s]:
             log.warning("worker %s silent for %.1f s; its streams are dropped", self.workers.pop(identity).name, timeout_s)
+        self._drop_stale_pins()
+
+    def _drop_stale_pins(self) -> None:
+        now = time.monotonic()
         idle_s = self.config.stream_idle_timeout_s
         for key in [k for k, pin in self.pins.items() if pin.worker not in self.workers or now - pin.last_active > idle_s]:
             del self.pins[key]
@@ -279,7 +336,7 @@ def _drain(socket: zmq.Socket) -> Iterator[list]:
             return
         while socket.getsockopt(zmq.RCVMORE):
             part = socket.recv(copy=False)
-            if len(parts) < MAX_PARTS + 4:
+            if len(parts) < serving.MAX_PARTS + 4:
                 parts.append(part)
         yield parts
 
@@ -288,5 +345,5 @@ def run_broker(config: BrokerConfig) -> None:
     """Route until SIGINT or SIGTERM (when called from the main thread), then close cleanly."""
     broker = Broker(config)
     log.info("broker: clients on %s, workers on %s", broker.front_address, broker.back_address)
-    with stop_on_signals(broker):
+    with serving.stop_on_signals(broker):
         broker.serve_forever()

@@ -4,7 +4,11 @@ It binds a ROUTER socket for clients (``rt-dtgan serve``), or connects a DEALER 
 broker's back end (several workers behind ``rt-dtgan broker``). Each loop drains every
 message waiting on the socket without blocking, answers control messages in arrival order,
 keeps only the newest FRAME per stream, and runs those frames through one ``step_many``
-call. A stream belongs to the connection that opened it; nobody else can address it.
+call. A stream belongs to the connection that opened it; nobody else can address it, and
+it closes as soon as that connection does. A client holds at most ClientLimits' streams
+and opens them at a bounded rate; when every slot is taken, the stream idle longest
+(no message for ``reclaim_idle_s``) gives its slot up before an OPEN is refused. Behind
+a broker, the broker applies the client limits and closes the streams of clients that go.
 Faces come as crops, with their meshes where the model reads meshes or warps; a warping
 model's results go back as the parts of its KeypointMotion.
 """
@@ -14,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import signal
 import socket as socket_module
 import threading
 import time
@@ -22,7 +25,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import zmq
 
@@ -45,28 +47,36 @@ from rt_dtgan.transport.protocol import (
     payload_bytes,
 )
 from rt_dtgan.transport.security import ClientKeys, check_exposure, secure_client, secure_server, start_authenticator
-
-if TYPE_CHECKING:
-    from rt_dtgan.transport.broker import Broker
+from rt_dtgan.transport.serving import (
+    MAX_PARTS,
+    POLL_INTERVAL_MS,
+    ClientLimits,
+    ConnectionWatch,
+    OpenGate,
+    client_key,
+    stop_on_signals,
+)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BIND = "tcp://127.0.0.1:5555"
-MAX_PARTS = 8
-POLL_INTERVAL_MS = 50
 
 
 @dataclass(frozen=True)
 class WorkerConfig:
     """How a worker listens. Exactly one of ``bind`` (serve clients directly, ROUTER) and
     ``broker`` (connect to a broker's back end, DEALER) is set. Binding beyond loopback needs
-    ``curve_dir`` (see transport.security); connecting to a remote broker needs ``broker_keys``."""
+    ``curve_dir`` (see transport.security); connecting to a remote broker needs ``broker_keys``.
+    A stream with no message for ``reclaim_idle_s`` gives its slot to an OPEN that would
+    otherwise be refused; after ``idle_timeout_s`` it closes in any case."""
 
     bind: str | None = DEFAULT_BIND
     broker: str | None = None
     max_streams: int = 16
     max_message_bytes: int = 4 * 2**20
     idle_timeout_s: float = 60.0
+    reclaim_idle_s: float = 5.0
+    limits: ClientLimits = field(default_factory=ClientLimits)
     curve_dir: Path | None = None
     broker_keys: ClientKeys | None = None
     heartbeat_s: float = 1.0
@@ -79,8 +89,8 @@ class WorkerConfig:
             raise ConfigError(f"max_streams must be in [1, 4096], got {self.max_streams}")
         if not 64 * 1024 <= self.max_message_bytes <= 2**30:
             raise ConfigError(f"max_message_bytes must be in [64 KiB, 1 GiB], got {self.max_message_bytes}")
-        if not self.idle_timeout_s > 0 or not self.heartbeat_s > 0:
-            raise ConfigError("idle_timeout_s and heartbeat_s must be positive")
+        if not self.idle_timeout_s > 0 or not self.heartbeat_s > 0 or not self.reclaim_idle_s > 0:
+            raise ConfigError("idle_timeout_s, reclaim_idle_s and heartbeat_s must be positive")
         if self.curve_dir is not None and not Path(self.curve_dir).is_dir():
             raise ConfigError(f"curve_dir {self.curve_dir} is not a directory")
         if self.broker is not None:
@@ -96,6 +106,7 @@ class _Stream:
     reply_format: str
     jpeg_quality: int
     last_active: float
+    key: str | None = None
 
 
 @dataclass
@@ -123,10 +134,13 @@ class Worker:
         self._stop = threading.Event()
         self._last_heartbeat = 0.0
         self._last_expiry = time.monotonic()
+        self._gate = OpenGate(config.limits)
         self._context = zmq.Context()
         self._authenticator = None
+        self._watch: ConnectionWatch | None = None
         try:
             self._socket = self._open_socket()
+            self._watch = None if config.broker else ConnectionWatch(self._socket)
         except Exception:
             self._close_sockets()
             raise
@@ -146,6 +160,8 @@ class Worker:
             while not self._stop.is_set():
                 if self._socket.poll(POLL_INTERVAL_MS, zmq.POLLIN):
                     self._serve(self._drain())
+                if self._watch is not None:
+                    self._forget_clients(self._watch.gone())
                 self._expire_idle_streams()
                 self._heartbeat()
         finally:
@@ -172,22 +188,28 @@ class Worker:
         return socket
 
     def _close_sockets(self) -> None:
+        if getattr(self, "_watch", None) is not None:
+            self._watch.close()
         if getattr(self, "_socket", None) is not None:
             self._socket.close()
         if self._authenticator is not None:
             self._authenticator.stop()
         self._context.term()
 
-    def _drain(self) -> Iterator[tuple[tuple[bytes, ...], list, int, float]]:
-        """Every message waiting now, up to a bound: (envelope, body parts, part count, time received)."""
+    def _drain(self) -> Iterator[tuple[tuple[bytes, ...], list, int, float, str | None]]:
+        """Every message waiting now, up to a bound: (envelope, body parts, part count, time
+        received, the client's CURVE key). Clients seen gone meanwhile are forgotten."""
         for _ in range(4 * self.config.max_streams + 16):
             try:
                 parts, count = self._receive_parts()
             except zmq.Again:
                 return
             envelope, body = self._split_envelope(parts)
-            if envelope is not None:
-                yield envelope, body, count - len(parts) + len(body), time.perf_counter()
+            if envelope is None:
+                continue
+            if self._watch is not None:
+                self._forget_clients(self._watch.seen(envelope[0], parts[0]))
+            yield envelope, body, count - len(parts) + len(body), time.perf_counter(), client_key(parts[0])
 
     def _receive_parts(self) -> tuple[list, int]:
         """One multipart message, keeping at most MAX_PARTS + 2 parts (the rest are read and dropped)."""
@@ -210,15 +232,15 @@ class Worker:
                 return tuple(p.bytes for p in parts[:index]), parts[index + 1 :]
         return None, []
 
-    def _serve(self, messages: Iterator[tuple[tuple[bytes, ...], list, int, float]]) -> None:
-        for envelope, body, count, received_at in messages:
+    def _serve(self, messages: Iterator[tuple[tuple[bytes, ...], list, int, float, str | None]]) -> None:
+        for envelope, body, count, received_at, key in messages:
             try:
-                self._handle(envelope, body, count, received_at)
+                self._handle(envelope, body, count, received_at, key)
             except ProtocolError as error:
                 self._send(envelope, error_message(error.code, str(error), error.stream, error.seq))
         self._flush_frames()
 
-    def _handle(self, envelope: tuple[bytes, ...], body: list, count: int, received_at: float) -> None:
+    def _handle(self, envelope: tuple[bytes, ...], body: list, count: int, received_at: float, key: str | None) -> None:
         if count > MAX_PARTS:
             raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{count} parts; a message has at most {MAX_PARTS}")
         if payload_bytes(body) > self.config.max_message_bytes:
@@ -229,7 +251,7 @@ class Worker:
         if request.type == MessageType.PING:
             self._send(envelope, [self._pong(request)])
         elif request.type == MessageType.OPEN:
-            self._open(envelope, request)
+            self._open(envelope, request, key)
         else:
             stream = self._owned_stream(envelope, request)
             stream.last_active = time.monotonic()
@@ -252,21 +274,52 @@ class Worker:
             model=self.model.to_json(),
         )
 
-    def _open(self, envelope: tuple[bytes, ...], request: Request) -> None:
-        if len(self._streams) >= self.config.max_streams:
-            message = f"this worker serves at most {self.config.max_streams} streams"
-            raise ProtocolError(ErrorCode.STREAM_LIMIT, message, seq=request.seq)
+    def _open(self, envelope: tuple[bytes, ...], request: Request, key: str | None) -> None:
+        self._admit(envelope, request, key)
         if request.strength != 1.0 and not self.model.warps:
             message = "strength needs a model that warps the portrait; this worker's model redraws the crop"
             raise ProtocolError(ErrorCode.BAD_MESSAGE, message, seq=request.seq)
         with self._engine_errors(request):
             engine_id = self._open_engine_stream(_faces(request), request.strength)
         stream_id = self._new_stream_id()
-        self._streams[stream_id] = _Stream(envelope, engine_id, request.reply_format, request.jpeg_quality, time.monotonic())
+        self._streams[stream_id] = _Stream(envelope, engine_id, request.reply_format, request.jpeg_quality, time.monotonic(), key)
         opened = encode_header(
             MessageType.OPENED, seq=request.seq, stream=stream_id, crop_size=self.crop_size, model=self.model.to_json()
         )
         self._send(envelope, [opened])
+
+    def _admit(self, envelope: tuple[bytes, ...], request: Request, key: str | None) -> None:
+        """Raise STREAM_LIMIT unless the client is within its limits (a bound worker: behind
+        a broker, the broker applies them) and a slot is free or can be reclaimed."""
+        if not self.config.broker:
+            client_streams = sum(stream.owner == envelope for stream in self._streams.values())
+            key_streams = sum(key is not None and stream.key == key for stream in self._streams.values())
+            refusal = self._gate.refusal(envelope[0], key, client_streams, key_streams)
+            if refusal is not None:
+                raise ProtocolError(ErrorCode.STREAM_LIMIT, refusal, seq=request.seq)
+        if len(self._streams) >= self.config.max_streams and not self._reclaim_idle_slot():
+            message = f"this worker serves at most {self.config.max_streams} streams, all active"
+            raise ProtocolError(ErrorCode.STREAM_LIMIT, message, seq=request.seq)
+
+    def _reclaim_idle_slot(self) -> bool:
+        """Close the stream idle longest if it has been idle for reclaim_idle_s; -> whether one was."""
+        stream_id, stream = min(self._streams.items(), key=lambda item: item[1].last_active)
+        idle_s = time.monotonic() - stream.last_active
+        if idle_s < self.config.reclaim_idle_s:
+            return False
+        self._pending.pop(stream_id, None)
+        self.engine.close(self._streams.pop(stream_id).engine_id)
+        log.info("stream %d, idle %.1f s, gave its slot to a new one", stream_id, idle_s)
+        return True
+
+    def _forget_clients(self, clients: list[bytes]) -> None:
+        """Close every stream of clients whose connection is gone."""
+        for client in clients:
+            self._gate.forget(client)
+            for stream_id in [i for i, s in self._streams.items() if s.owner == (client,)]:
+                self._pending.pop(stream_id, None)
+                self.engine.close(self._streams.pop(stream_id).engine_id)
+                log.info("stream %d closed: its client disconnected", stream_id)
 
     def _open_engine_stream(self, faces: list[Face], strength: float) -> int:
         """An engine stream for the target ``faces[0]``, anchored on ``faces[1]`` when given;
@@ -418,17 +471,3 @@ def run_worker(config: WorkerConfig, engine: StreamEngine) -> None:
     log.info("worker %s serving %d px %s on %s", config.name, engine.size, kind, worker.address)
     with stop_on_signals(worker):
         worker.serve_forever()
-
-
-@contextmanager
-def stop_on_signals(server: Worker | Broker) -> Iterator[None]:
-    """While inside, SIGINT and SIGTERM call ``server.stop()`` (main thread only; elsewhere a no-op)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, lambda *_: server.stop()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

@@ -49,8 +49,9 @@ def open_engine(args: argparse.Namespace):
     return StreamEngine(backend), checkpoint
 
 
-def load_target_spec(spec: str, config, name: str = "target"):
-    """'synthetic:SEED' or an image path -> a prepared face.Target aligned for ``config``."""
+def load_target_spec(spec: str, config, name: str = "target", max_side: int | None = None):
+    """'synthetic:SEED' or an image path -> a prepared face.Target aligned for ``config``, its
+    longer side brought down to ``max_side`` when larger (None: kept)."""
     from rt_dtgan.face import load_target, prepare_target
 
     if spec.startswith("synthetic:"):
@@ -60,8 +61,9 @@ def load_target_spec(spec: str, config, name: str = "target"):
             seed = parse_synthetic_spec(spec)
         except ValueError as error:
             raise UsageError(str(error)) from error
-        return prepare_target(synthetic_target(seed, SYNTHETIC_SOURCE_SIZE), config, name=f"{name} {spec}")
-    return load_target(spec, config)
+        image = synthetic_target(seed, SYNTHETIC_SOURCE_SIZE)
+        return prepare_target(image, config, name=f"{name} {spec}", max_side=max_side)
+    return load_target(spec, config, max_side=max_side)
 
 
 def synthetic_source_factory(frames: int | None):

@@ -10,6 +10,8 @@ from pathlib import Path
 from rt_dtgan.commands.common import UsageError, add_model_arguments, load_target_spec, open_engine, synthetic_source_factory
 
 STATUS_INTERVAL_S = 0.5
+PORTRAIT_SIZE = 1280  # default working size: a larger portrait is brought to this longest side, in pixels, at load
+MIN_PORTRAIT_SIZE = 64
 
 
 def add_parsers(commands) -> None:
@@ -62,6 +64,11 @@ def add_parsers(commands) -> None:
 
 def add_face_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
+        "--portrait-size", type=int, default=PORTRAIT_SIZE, metavar="PIXELS",
+        help=f"longest side in pixels of the portrait (and --reference): a larger one is downscaled once, at load, "
+        f"and the output has its size (default {PORTRAIT_SIZE}; 0 keeps the portrait's own size)",
+    )
+    parser.add_argument(
         "--auto-reference", action="store_true",
         help="after the first 2 s (and after each recalibration), take the most neutral face seen as the reference",
     )
@@ -87,15 +94,28 @@ def _open_transfer(args: argparse.Namespace, source_spec: str, pace: bool, size=
         raise UsageError("--faces must be at least 1")
     if args.auto_reference and args.reference:
         raise UsageError("--reference and --auto-reference exclude each other")
+    if args.portrait_size != 0 and args.portrait_size < MIN_PORTRAIT_SIZE:
+        raise UsageError(f"--portrait-size must be at least {MIN_PORTRAIT_SIZE} pixels, or 0 to keep the portrait's own size")
+    max_side = args.portrait_size or None
     config, make_driver = _remote_engine(args, blocking=not pace) if getattr(args, "remote", None) else _local_engine(args)
-    target = load_target_spec(args.target, config)
-    reference = load_target(args.reference, config) if args.reference else None
+    target = load_target_spec(args.target, config, max_side=max_side)
+    print(_portrait_line(target, args.portrait_size), file=sys.stderr)
+    reference = load_target(args.reference, config, max_side=max_side) if args.reference else None
     capture_size = parse_size(size) if size else None
     source = open_source(source_spec, capture_size, fps, pace, synthetic_factory=synthetic_source_factory(args.frames))
     driver = make_driver(target, reference)
     tracker = FaceTracker(config, TrackerConfig(max_faces=args.faces))
     picker = NeutralPicker() if args.auto_reference else None
     return source, FaceTransfer(driver, target, tracker, mirror=getattr(args, "mirror", False), neutral_picker=picker)
+
+
+def _portrait_line(target, portrait_size: int) -> str:
+    """'portrait: 8000x6000 -> 1280x960 (--portrait-size 1280)' when brought to the working size, else 'portrait: 640x480'."""
+    height, width = target.image.shape[:2]
+    if target.original_size == (width, height):
+        return f"portrait: {width}x{height}"
+    original_width, original_height = target.original_size
+    return f"portrait: {original_width}x{original_height} -> {width}x{height} (--portrait-size {portrait_size})"
 
 
 def _local_engine(args: argparse.Namespace):

@@ -27,6 +27,11 @@ def load_image(path: str | Path, max_side: int | None = None) -> np.ndarray:
     applied; a video file gives its first frame. A missing, unreadable or non-image file
     raises FaceError naming the file.
     """
+    return load_image_and_size(path, max_side)[0]
+
+
+def load_image_and_size(path: str | Path, max_side: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """As load_image, with the file's own (width, height), before any downscaling."""
     path = Path(path)
     if not path.is_file():
         raise FaceError(f"no image file at {path}")
@@ -35,7 +40,7 @@ def load_image(path: str | Path, max_side: int | None = None) -> np.ndarray:
             if not container.streams.video:
                 raise FaceError(f"not an image file (no picture stream): {path}")
             frame = next(container.decode(video=0))
-            return _frame_to_rgb(frame, max_side)
+            return _frame_to_rgb(frame, max_side), (frame.width, frame.height)
     except (av.FFmpegError, OSError, StopIteration) as error:
         raise FaceError(f"cannot decode image file {path}: {error}") from error
 
@@ -82,8 +87,18 @@ def check_rgb_image(image: np.ndarray, what: str = "image") -> None:
         raise FaceError(f"{what} is empty: shape {image.shape}")
 
 
+def fit_image(image: np.ndarray, max_side: int | None) -> np.ndarray:
+    """(H, W, 3) uint8 -> ``image`` itself when ``max_side`` is None or its longer side is at
+    most ``max_side``, else a copy area-downscaled (aspect ratio kept) to that longer side."""
+    height, width = image.shape[:2]
+    fitted_width, fitted_height = _fitted_size(width, height, max_side)
+    if (fitted_width, fitted_height) == (width, height):
+        return image
+    return resize_area(image, fitted_width, fitted_height)
+
+
 def resize_area(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    """(H, W, 3) uint8 -> (height, width, 3) uint8, area-averaged (swscale), for detection."""
+    """(H, W, 3) uint8 -> (height, width, 3) uint8, area-averaged (swscale)."""
     frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
     return frame.reformat(width=width, height=height, interpolation="AREA").to_ndarray()
 

@@ -80,3 +80,37 @@ def test_a_config_without_data_or_with_an_unknown_held_out_clip_is_refused(prepa
         GeometryTrainingConfig(data=())
     with pytest.raises(ValueError, match="not found in the data"):
         load_clips((prepared,), ("nobody",))
+
+
+def test_the_adversarial_stage_moves_only_the_refiner_and_resumes_with_its_discriminator(prepared, tmp_path):
+    from rt_dtgan.train.state import load_training_state
+
+    config = GeometryTrainingConfig(
+        data=(prepared,), hold_out=("talker2",), size=SIZE, steps=20, batch_size=16, refine_steps=5,
+        refine_batch_size=4, checkpoint_every=100,
+    )
+    before = load_checkpoint(train_geometry(config, str(tmp_path / "run"), progress=False)).state_dict()
+    longer = GeometryTrainingConfig(**{**config.to_dict(), "adversarial_steps": 6})
+    after = load_checkpoint(train_geometry(longer, str(tmp_path / "run"), progress=False)).state_dict()
+    refiner = [name for name in before if name.startswith("generator.refiner.")]
+    assert refiner and any(not torch.equal(before[name], after[name]) for name in refiner)
+    assert all(torch.equal(before[name], after[name]) for name in before if name.startswith(("encoder.", "embedder.")))
+    logged = json.loads((tmp_path / "run" / "validation.jsonl").read_text().splitlines()[-1])
+    assert logged["step"] == 31 and {"refine_detail", "warp_only_detail"} <= set(logged)
+    step, trees, _ = load_training_state(tmp_path / "run")
+    assert step == 31 and "discriminator" in trees and "optimizer.discriminator" in trees
+
+
+def test_the_discriminator_sees_open_mouths_where_only_the_interior_differs():
+    from rt_dtgan.train.geometry import MOUTH_PATCH, mouth_views
+
+    real = torch.zeros(3, 3, SIZE, SIZE)
+    fake = real.clone()
+    mouth = torch.zeros(3, 1, SIZE, SIZE)
+    mouth[0, :, 40:44, 20:30] = 1.0  # an open mouth low in the crop
+    mouth[2, :, 2:5, 60:63] = 1.0  # one at the corner: the window stays inside the crop
+    fake[mouth.expand(-1, 3, -1, -1) > 0] = 0.5
+    views = mouth_views(real, fake, mouth)
+    assert views.real.shape == views.fake.shape == (2, 3, MOUTH_PATCH, MOUTH_PATCH)  # item 1 has no opening
+    assert torch.equal(views.real, torch.zeros_like(views.real))
+    assert float((views.fake == 0.5).sum()) == 3 * (4 * 10 + 3 * 3)  # every interior pixel is in its window

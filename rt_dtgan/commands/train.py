@@ -103,7 +103,8 @@ def add_geometry_parser(phases) -> None:
     geometry = phases.add_parser(
         "geometry",
         help="train the geometry model (A on the face mesh, G warping the portrait) on prepared real video",
-        description="Stage 1 trains A and F on keypoint motion, stage 2 the refiner of G (docs/training.md). "
+        description="Stage 1 trains A and F on keypoint motion, stage 2 the refiner of G, stage 3 the refiner against a "
+        "mouth discriminator (docs/geometry.md). "
         "Resumes from --run-dir when it holds a run of the same config; the checkpoint is RUN_DIR/model.safetensors.",
     )
     geometry.add_argument("--run-dir", required=True, help="where the run's state, figures and checkpoint go")
@@ -111,7 +112,9 @@ def add_geometry_parser(phases) -> None:
     geometry.add_argument("--hold-out", default="", help="comma-separated sequence ids kept out of training, for validation")
     geometry.add_argument("--size", type=int, default=128, choices=(64, 128, 256), help="crop size (the data's own)")
     geometry.add_argument("--steps", type=int, default=2000, help="stage 1 steps (keypoints)")
-    geometry.add_argument("--refine-steps", type=int, default=1500, help="stage 2 steps (refiner)")
+    geometry.add_argument("--refine-steps", type=int, default=600, help="stage 2 steps (refiner)")
+    geometry.add_argument("--adversarial-steps", type=int, default=0, help="stage 3 steps (refiner against a mouth discriminator)")
+    geometry.add_argument("--adversarial-weight", type=float, default=0.05, help="stage 3: the discriminator's term against the L1")
     geometry.add_argument("--seed", type=int, default=0)
     geometry.add_argument("--checkpoint-every", type=int, default=250)
     geometry.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -126,6 +129,7 @@ def run_train_geometry(args: argparse.Namespace) -> int:
     try:
         config = GeometryTrainingConfig(
             data=tuple(args.data), hold_out=hold_out, size=args.size, steps=args.steps, refine_steps=args.refine_steps,
+            adversarial_steps=args.adversarial_steps, adversarial_weight=args.adversarial_weight,
             seed=args.seed, checkpoint_every=args.checkpoint_every,
         )
         checkpoint = train_geometry(config, args.run_dir, progress=not args.no_progress)

@@ -15,6 +15,11 @@ tracker's own.
    (mostly frames with the mouth open); the target is frame t's crop inside its mouth. With
    about ten people to learn from, it overfits fast: colours are jittered per item (the
    same for anchor and target) and training is short.
+3. Adversarial (``adversarial_steps``): the paper's spatial term for the residual. The L1
+   of stage 2 goes on; a PatchGAN discriminator sees a MOUTH_PATCH square around each open
+   mouth, where real is the warp with frame t's own mouth interior pasted in and fake is
+   the refined warp, so only the interior tells them apart; the refiner also learns to
+   fool it (non-saturating loss, ``adversarial_weight``).
 """
 
 from __future__ import annotations
@@ -32,9 +37,10 @@ from torch.nn import functional
 from tqdm import tqdm
 
 from rt_dtgan.checkpoint import save_checkpoint
-from rt_dtgan.config import ModelConfig
+from rt_dtgan.config import ModelConfig, SpatialDiscriminatorConfig
 from rt_dtgan.dynamics import dynamics_offline, start_windowed, step_windowed
 from rt_dtgan.models import DynamicsTransferGAN
+from rt_dtgan.models.discriminators import SpatialDiscriminator
 from rt_dtgan.models.warp import LIPS_INNER, MOVING_POINTS
 from rt_dtgan.prepare import read_manifest, read_mesh, read_sequence
 from rt_dtgan.train.state import has_training_state, load_training_state, random_states, restore_random_states, save_training_state
@@ -52,6 +58,9 @@ OPEN_SHARE = 0.75
 # Per-item colour jitter of the refiner's data: a gain per channel and a brightness shift.
 COLOUR_GAIN = (0.75, 1.25)
 BRIGHTNESS_SHIFT = 0.15
+# Stage 3: the discriminator's view, pixels square around the mouth's centre, and its levels.
+MOUTH_PATCH = 48
+MOUTH_DISCRIMINATOR = SpatialDiscriminatorConfig(channels=(32, 64, 128))
 
 
 @dataclass(frozen=True)
@@ -59,7 +68,9 @@ class GeometryTrainingConfig:
     """``data``: prepared dataset folders; ``hold_out``: sequence ids kept for validation.
     Stage 1: ``steps`` of ``batch_size`` windows; ``shape_noise`` (eye units) and
     ``stretch`` (factor range of the face below the eyes) vary identities, ``motion_scale``
-    (factor range) how much people move. Stage 2: ``refine_steps`` of ``refine_batch_size`` frames."""
+    (factor range) how much people move. Stage 2: ``refine_steps`` of ``refine_batch_size`` frames.
+    Stage 3: ``adversarial_steps`` more of them with the discriminator's term, weighted
+    ``adversarial_weight`` against the L1, at constant learning rates."""
 
     data: tuple[str, ...]
     hold_out: tuple[str, ...] = ()
@@ -75,19 +86,30 @@ class GeometryTrainingConfig:
     refine_batch_size: int = 12
     refine_learning_rate: float = 3e-4
     refine_weight_decay: float = 1e-4
+    adversarial_steps: int = 0
+    adversarial_weight: float = 0.05
+    adversarial_learning_rate: float = 1e-4
     checkpoint_every: int = 250
 
     def __post_init__(self) -> None:
         if not self.data:
             raise ValueError("geometry training needs at least one prepared dataset (--data)")
-        if min(self.steps, self.batch_size, self.refine_batch_size, self.checkpoint_every) < 1 or self.refine_steps < 0:
+        if min(self.steps, self.batch_size, self.refine_batch_size, self.checkpoint_every) < 1 or min(self.refine_steps, self.adversarial_steps) < 0:
             raise ValueError("steps, batch sizes and the checkpoint interval must be positive")
+        if not self.adversarial_weight >= 0:
+            raise ValueError(f"adversarial_weight must be at least 0, got {self.adversarial_weight}")
         if not (0 < self.stretch[0] <= self.stretch[1] and 0 < self.motion_scale[0] <= self.motion_scale[1]):
             raise ValueError("stretch and motion_scale are (low, high) ranges of positive factors")
 
     @property
     def total_steps(self) -> int:
-        return self.steps + self.refine_steps
+        return self.steps + self.refine_steps + self.adversarial_steps
+
+    def stage(self, step: int) -> str:
+        """The stage that ``step`` (0-based) belongs to: keypoints, refine or adversarial."""
+        if step < self.steps:
+            return "keypoints"
+        return "refine" if step < self.steps + self.refine_steps else "adversarial"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -202,9 +224,56 @@ def _images(crops: np.ndarray) -> Tensor:
 def refine_loss(model: DynamicsTransferGAN, batch: RefineBatch) -> tuple[Tensor, Tensor]:
     """-> (the L1 of the refined warp against frame t inside the mouth opening, the same L1
     of the warp alone, for reference)."""
+    refined, warp_only, _ = refine_terms(model, batch)
+    return refined, warp_only
+
+
+def refine_terms(model: DynamicsTransferGAN, batch: RefineBatch) -> tuple[Tensor, Tensor, MouthViews]:
+    """refine_loss's two L1s, and what the discriminator sees of the batch."""
     warped, output, mouth = model.generator.draw(batch.portrait, batch.portrait_mesh, batch.offsets)
     area = mouth.sum().clamp_min(1.0) * 3
-    return ((output - batch.truth).abs() * mouth).sum() / area, ((warped - batch.truth).abs() * mouth).sum() / area
+    refined = ((output - batch.truth).abs() * mouth).sum() / area
+    views = mouth_views(warped + mouth * (batch.truth - warped), output, mouth)
+    return refined, ((warped - batch.truth).abs() * mouth).sum() / area, views
+
+
+@dataclass(frozen=True, eq=False)
+class MouthViews:
+    """MOUTH_PATCH squares around each open mouth (N, 3, P, P), N <= B: ``real`` the warp with
+    frame t's own interior, ``fake`` the refined warp."""
+
+    real: Tensor
+    fake: Tensor
+
+
+def mouth_views(real: Tensor, fake: Tensor, mouth: Tensor) -> MouthViews:
+    """Crop a MOUTH_PATCH square around the centre of each item's mouth opening (items with
+    none are left out) from ``real`` and ``fake`` (B, 3, S, S); ``mouth`` (B, 1, S, S)."""
+    size = mouth.shape[-1]
+    coordinates = torch.arange(size, dtype=mouth.dtype)
+    reals, fakes = [], []
+    for index in range(mouth.shape[0]):
+        weight = mouth[index, 0]
+        if weight.sum() < 1.0:
+            continue
+        centre_y = int((weight.sum(1) * coordinates).sum() / weight.sum())
+        centre_x = int((weight.sum(0) * coordinates).sum() / weight.sum())
+        top = min(max(centre_y - MOUTH_PATCH // 2, 0), size - MOUTH_PATCH)
+        left = min(max(centre_x - MOUTH_PATCH // 2, 0), size - MOUTH_PATCH)
+        window = (slice(None), slice(top, top + MOUTH_PATCH), slice(left, left + MOUTH_PATCH))
+        reals.append(real[index][window])
+        fakes.append(fake[index][window])
+    empty = real.new_zeros(0, 3, MOUTH_PATCH, MOUTH_PATCH)
+    return MouthViews(torch.stack(reals) if reals else empty, torch.stack(fakes) if fakes else empty)
+
+
+def mouth_detail(images: Tensor, mouth: Tensor) -> Tensor:
+    """Mean absolute Laplacian of the grey level inside the mouth opening: how much fine
+    detail (teeth, lip edges) an image shows there. images (B, 3, S, S), mouth (B, 1, S, S)."""
+    grey = images.mean(1, keepdim=True)
+    kernel = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
+    edges = functional.conv2d(grey, kernel, padding=1).abs()
+    return (edges * mouth).sum() / mouth.sum().clamp_min(1.0)
 
 
 def streamed_offsets(model: DynamicsTransferGAN, meshes: np.ndarray) -> np.ndarray:
@@ -237,7 +306,15 @@ def validate(model: DynamicsTransferGAN, held: dict[str, Clip], config: Geometry
     batch = refine_batch(list(held.values()), 48, np.random.default_rng(12345))
     with torch.no_grad():
         refined, warp_only = refine_loss(model, batch)
-    return figures | {"refine_l1": float(refined), "warp_only_l1": float(warp_only)}
+        warped, output, mouth = model.generator.draw(batch.portrait, batch.portrait_mesh, batch.offsets)
+        truth_detail = mouth_detail(batch.truth, mouth)
+        details = {name: float(mouth_detail(image, mouth) / truth_detail) for name, image in (("refined", output), ("warp_only", warped))}
+    return figures | {
+        "refine_l1": float(refined),
+        "warp_only_l1": float(warp_only),
+        "refine_detail": details["refined"],
+        "warp_only_detail": details["warp_only"],
+    }
 
 
 def train_geometry(config: GeometryTrainingConfig, run_dir: str, progress: bool = True) -> Path:
@@ -250,8 +327,9 @@ def train_geometry(config: GeometryTrainingConfig, run_dir: str, progress: bool 
     clips = [training[name] for name in sorted(training)]
     torch.manual_seed(config.seed)
     model = DynamicsTransferGAN(ModelConfig.geometry(config.size))
-    optimizers = _optimizers(model, config)
-    start = _resume(run, config, model, optimizers) if has_training_state(run) else 0
+    discriminator = SpatialDiscriminator(MOUTH_DISCRIMINATOR)
+    optimizers = _optimizers(model, discriminator, config)
+    start = _resume(run, config, model, discriminator, optimizers) if has_training_state(run) else 0
     rng = np.random.default_rng([config.seed, start])
     checkpoint = run / "model.safetensors"
     run.mkdir(parents=True, exist_ok=True)
@@ -260,44 +338,68 @@ def train_geometry(config: GeometryTrainingConfig, run_dir: str, progress: bool 
     began = time.perf_counter()
     for step in range(start, config.total_steps):
         model.train()
-        keypoints = step < config.steps
-        if keypoints:
+        stage = config.stage(step)
+        if stage == "keypoints":
             losses = {"keypoints": keypoint_loss(model, keypoint_batch(clips, config, model.config.stream_window, rng))}
-        else:
-            batch = refine_batch(clips, config.refine_batch_size, rng, jitter=True)
-            refined, warp_only = refine_loss(model, batch)
+        elif stage == "refine":
+            refined, warp_only = refine_loss(model, refine_batch(clips, config.refine_batch_size, rng, jitter=True))
             losses = {"refine": refined, "warp_only": warp_only}
-        optimizer, schedule = optimizers["keypoints" if keypoints else "refine"]
-        optimizer.zero_grad()
-        next(iter(losses.values())).backward()
-        optimizer.step()
-        schedule.step()
+        else:
+            losses = adversarial_step(model, discriminator, refine_batch(clips, config.refine_batch_size, rng, jitter=True), config, optimizers)
+        _descend(optimizers[stage], next(iter(losses.values())))
         bar.update(1)
         bar.set_postfix({name: f"{value.item():.4f}" for name, value in losses.items()})
         done = step + 1
-        if done % config.checkpoint_every == 0 or done in (config.steps, config.total_steps):
-            _save(run, done, config, model, optimizers, checkpoint, held, time.perf_counter() - began)
+        if done % config.checkpoint_every == 0 or done in (config.steps, config.steps + config.refine_steps, config.total_steps):
+            _save(run, done, config, model, discriminator, optimizers, checkpoint, held, time.perf_counter() - began)
     bar.close()
     return checkpoint
 
 
-def _optimizers(model: DynamicsTransferGAN, config: GeometryTrainingConfig) -> dict:
-    """name -> (Adam, cosine schedule) for the keypoint stage (A, F) and the refiner (G)."""
+def adversarial_step(model: DynamicsTransferGAN, discriminator: SpatialDiscriminator, batch: RefineBatch, config, optimizers) -> dict:
+    """Stage 3 on one batch: the discriminator's step on the mouth views, then -> the
+    refiner's losses, the total first (its step is the caller's)."""
+    refined, warp_only, views = refine_terms(model, batch)
+    if len(views.fake) == 0:
+        return {"total": refined, "refine": refined, "warp_only": warp_only}
+    real_logits, fake_logits = discriminator(views.real), discriminator(views.fake.detach())
+    discriminator_loss = functional.softplus(-real_logits).mean() + functional.softplus(fake_logits).mean()
+    _descend(optimizers["discriminator"], discriminator_loss)
+    fooling = functional.softplus(-discriminator(views.fake)).mean()
+    total = refined + config.adversarial_weight * fooling
+    return {"total": total, "refine": refined, "warp_only": warp_only, "fooling": fooling, "discriminator": discriminator_loss}
+
+
+def _descend(optimizer_and_schedule: tuple, loss: Tensor) -> None:
+    optimizer, schedule = optimizer_and_schedule
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    schedule.step()
+
+
+def _optimizers(model: DynamicsTransferGAN, discriminator: SpatialDiscriminator, config: GeometryTrainingConfig) -> dict:
+    """name -> (Adam, schedule) for the keypoint stage (A, F), the refiner (G), then the
+    refiner and the discriminator of the adversarial stage (constant rates)."""
+    refiner = list(model.generator.refiner.parameters())
     stages = {
         "keypoints": ([*model.encoder.mesh_features.parameters(), *model.encoder.lstm.parameters(), *model.embedder.parameters()],
                       config.learning_rate, config.steps),
-        "refine": (list(model.generator.refiner.parameters()), config.refine_learning_rate, max(config.refine_steps, 1)),
+        "refine": (refiner, config.refine_learning_rate, max(config.refine_steps, 1)),
     }
     made = {}
     for name, (parameters, rate, steps) in stages.items():
         decay = config.refine_weight_decay if name == "refine" else 0.0
         optimizer = torch.optim.Adam(parameters, lr=rate, weight_decay=decay)
         made[name] = (optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps, eta_min=rate / 20))
+    for name, parameters in (("adversarial", refiner), ("discriminator", list(discriminator.parameters()))):
+        optimizer = torch.optim.Adam(parameters, lr=config.adversarial_learning_rate, betas=(0.5, 0.999))
+        made[name] = (optimizer, torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0))
     return made
 
 
-def _save(run: Path, step: int, config, model, optimizers, checkpoint: Path, held, seconds: float) -> None:
-    trees = {"model": model.state_dict(), "random": random_states()}
+def _save(run: Path, step: int, config, model, discriminator, optimizers, checkpoint: Path, held, seconds: float) -> None:
+    trees = {"model": model.state_dict(), "discriminator": discriminator.state_dict(), "random": random_states()}
     for name, (optimizer, schedule) in optimizers.items():
         trees |= {f"optimizer.{name}": optimizer.state_dict(), f"schedule.{name}": schedule.state_dict()}
     save_training_state(run, step, trees, config.to_dict())
@@ -308,16 +410,22 @@ def _save(run: Path, step: int, config, model, optimizers, checkpoint: Path, hel
         file.write(json.dumps({"step": step, "seconds": round(seconds, 1)} | figures) + "\n")
 
 
-def _resume(run: Path, config: GeometryTrainingConfig, model, optimizers) -> int:
+def _resume(run: Path, config: GeometryTrainingConfig, model, discriminator, optimizers) -> int:
+    """Load the run's state -> its step. The step counts may grow; a run saved before a
+    setting existed counts as having had its default."""
     step, trees, saved = load_training_state(run)
-    unchanged = ("steps", "refine_steps")
-    if {k: v for k, v in saved.items() if k not in unchanged} != {
-        k: v for k, v in json.loads(json.dumps(config.to_dict())).items() if k not in unchanged
-    }:
+    growing = ("steps", "refine_steps", "adversarial_steps")
+    ours = json.loads(json.dumps(config.to_dict()))
+    defaults = {f.name: f.default for f in dataclasses.fields(GeometryTrainingConfig) if f.default is not dataclasses.MISSING}
+    saved = json.loads(json.dumps(defaults)) | saved
+    if {k: v for k, v in saved.items() if k not in growing} != {k: v for k, v in ours.items() if k not in growing}:
         raise ValueError(f"{run} holds a run with another config; resume it with that config or use a new run directory")
     model.load_state_dict(trees["model"])
+    if "discriminator" in trees:
+        discriminator.load_state_dict(trees["discriminator"])
     for name, (optimizer, schedule) in optimizers.items():
-        optimizer.load_state_dict(trees[f"optimizer.{name}"])
-        schedule.load_state_dict(trees[f"schedule.{name}"])
+        if f"optimizer.{name}" in trees:
+            optimizer.load_state_dict(trees[f"optimizer.{name}"])
+            schedule.load_state_dict(trees[f"schedule.{name}"])
     restore_random_states(trees["random"])
     return step

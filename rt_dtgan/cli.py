@@ -19,6 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Real-time Dynamics Transfer GAN: a face video drives the expressions of one portrait.",
     )
     parser.add_argument("--version", action="version", version=f"rt-dtgan {__version__}")
+    parser.add_argument(
+        "--verbose", action="store_true", help="also show the native libraries' log lines (MediaPipe, TensorFlow Lite); give it first"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMAND_MODULES:
         module.add_parsers(commands)
@@ -47,5 +50,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The console script: native log lines are filtered out unless ``--verbose`` comes first."""
+    if "--verbose" not in sys.argv[1:2]:
+        from rt_dtgan.quiet import quiet_native_logs
+
+        quiet_native_logs()
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

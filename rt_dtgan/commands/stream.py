@@ -10,6 +10,7 @@ from pathlib import Path
 from rt_dtgan.commands.common import UsageError, add_model_arguments, load_target_spec, open_engine, synthetic_source_factory
 
 STATUS_INTERVAL_S = 0.5
+DEMO_NEXT_STEP = "next: rt-dtgan live --camera 0 --target your-photo.jpg  (or --source your-video.mp4)"
 PORTRAIT_SIZE = 1280  # default working size: a larger portrait is brought to this longest side, in pixels, at load
 MIN_PORTRAIT_SIZE = 64
 
@@ -27,7 +28,18 @@ def add_parsers(commands) -> None:
     transfer.add_argument("--frames", type=int, help="stop after this many source frames")
     add_face_arguments(transfer)
     add_model_arguments(transfer)
-    transfer.set_defaults(handler=run_transfer)
+    transfer.set_defaults(handler=run_transfer, next_step=None)
+
+    demo = commands.add_parser(
+        "demo",
+        help="write a short video of a synthetic face driving a synthetic portrait (no camera or files needed)",
+        description="transfer with a synthetic driver and portrait: the first thing to run after installing.",
+    )
+    demo.add_argument("--out", default="rt-dtgan-demo.mp4", help="output video (default: %(default)s)")
+    demo.add_argument("--frames", type=int, default=150, help="length in frames, at 30 fps (default: %(default)s)")
+    add_face_arguments(demo)
+    add_model_arguments(demo)
+    demo.set_defaults(handler=run_transfer, source="synthetic:9", target="synthetic:8", reference=None, next_step=DEMO_NEXT_STEP)
 
     live = commands.add_parser(
         "live",
@@ -158,7 +170,8 @@ def run_transfer(args: argparse.Namespace) -> int:
     found = total = 0
     with source, BlockingCapture(source) as capture, open_sinks([args.out], width, height, source.fps) as sink:
         stage = TrackingStage(transfer, capture)
-        bar = tqdm(total=args.frames, desc="transfer", unit="frame", file=sys.stderr)
+        known = [count for count in (args.frames, source.frame_count) if count]
+        bar = tqdm(total=min(known) if known else None, desc="transfer", unit="frame", file=sys.stderr)
         try:
             while args.frames is None or total < args.frames:
                 item = stage.get()
@@ -173,6 +186,8 @@ def run_transfer(args: argparse.Namespace) -> int:
             stage.close()
             transfer.close()
     print(f"{total} frames to {args.out} at {source.fps:g} fps; face found in {found} ({100 * found / max(total, 1):.1f}%)", file=sys.stderr)
+    if args.next_step:
+        print(args.next_step, file=sys.stderr)
     return 0
 
 

@@ -103,6 +103,11 @@ class Source(ABC):
         return False
 
     @property
+    def frame_count(self) -> int | None:
+        """How many frames it will give, where known ahead (for progress bars), else None."""
+        return None
+
+    @property
     def paced(self) -> bool:
         """True when frames are released in real time (a camera, or playback with pace=True)."""
         return self._pacer is not None
@@ -192,6 +197,17 @@ class AVSource(Source):
     @property
     def fps(self) -> float:
         return float(self._fps)
+
+    @property
+    def frame_count(self) -> int | None:
+        """The container's frame count, or its duration at the frame rate; None for live sources."""
+        if self._live:
+            return None
+        if self._stream.frames:
+            return int(self._stream.frames)
+        if self._stream.duration is not None and self._stream.time_base is not None:
+            return max(1, round(float(self._stream.duration * self._stream.time_base) * self._fps))
+        return None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -285,6 +301,10 @@ class ImageSequenceSource(Source):
     def __len__(self) -> int:
         return len(self._paths)
 
+    @property
+    def frame_count(self) -> int:
+        return len(self._paths)
+
     def _read(self) -> tuple[np.ndarray, float]:
         index = self._next_index
         if index >= len(self._paths):
@@ -325,6 +345,10 @@ class GeneratedSource(Source):
     @property
     def size(self) -> tuple[int, int]:
         return self._first_image.shape[1], self._first_image.shape[0]
+
+    @property
+    def frame_count(self) -> int | None:
+        return self._frame_count
 
     def _read(self) -> tuple[np.ndarray, float]:
         index = self._next_index

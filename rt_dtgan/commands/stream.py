@@ -242,14 +242,19 @@ def _raise_if_failed(capture, ended: Exception) -> None:
 
 
 def _apply(requests, transfer) -> bool:
-    """Apply hotkeys and control commands in order; True when one asks to quit."""
+    """Apply hotkeys and control commands in order, saying each on its own line; True when
+    one asks to quit."""
     for request in requests:
         if request == "quit":
+            _status("quit")
             return True
         if request == "recalibrate":
             transfer.recalibrate()
+            _status("recalibrated: the next frame is the neutral face")
         elif request == "mirror":
             transfer.mirror = not transfer.mirror
+            _status(f"mirror {'on' if transfer.mirror else 'off'}")
+        print(file=sys.stderr)
     return False
 
 

@@ -256,3 +256,14 @@ def test_eval_produces_every_field_on_a_tiny_model(tmp_path, capsys):
     assert all(isinstance(figures[k], float) for k in expected)
     assert 0 <= figures["expression_accuracy"] <= 1 and 0 <= figures["ablation_win_rate"] <= 1
     assert -1 <= figures["transfer_ssim"] <= 1 and figures["static_baseline_ssim"] < 1
+
+
+def test_eval_scores_the_shipped_default_model_without_being_told_which(tmp_path):
+    from rt_dtgan.cli import main
+    import json
+
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--synthetic", "--identities", "1", "--length", "4", "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    assert figures["checkpoint"] == "default" and figures["pairs"] == 1
+    assert figures["dynamic_region_psnr"] > 0

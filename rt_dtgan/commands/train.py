@@ -88,7 +88,7 @@ def add_parsers(commands) -> None:
         description="Each test pair: identity A's onset drives identity B; B rendered with A's "
         "expressions is the ground truth. Identities are never seen in training.",
     )
-    evaluate.add_argument("--checkpoint", required=True)
+    evaluate.add_argument("--checkpoint", help="the model to score: a .safetensors file or a shipped name (default: the shipped default model)")
     evaluate.add_argument("--synthetic", action="store_true", required=True, help="evaluate on synthetic identities")
     evaluate.add_argument("--identities", type=int, default=60, help="number of test pairs (two identities each)")
     evaluate.add_argument("--length", type=int, default=16, help="frames per test sequence")
@@ -201,7 +201,7 @@ def run_eval(args: argparse.Namespace) -> int:
     ablation = load_checkpoint(args.ablation) if args.ablation else None
     if ablation is not None and ablation.config.appearance_suppression:
         raise UsageError(f"{args.ablation} uses z_d = H - H_st; the ablation is a model trained with --no-suppression")
-    figures = evaluate(model, config, judge, ablation) | {"checkpoint": args.checkpoint}
+    figures = evaluate(model, config, judge, ablation) | {"checkpoint": args.checkpoint or "default"}
     text = json.dumps(figures, indent=2)
     print(text)
     if args.json:

@@ -127,7 +127,9 @@ def main() -> None:
                     results.append(row)
                     print(f"{backend_name} {row['size']} px x{streams}: {row['frames_per_s']:.1f} frames/s", flush=True)
                     # Written after every case, so that a run stopped early keeps what it measured.
-                    write_json(args.json, {"benchmark": "engine fps", "environment": environment(), "threads": args.threads, "results": results})
+                    write_json(
+                        args.json, {"benchmark": "engine fps", "environment": environment(), "threads": args.threads, "results": results}
+                    )
     print()
     print_table(results, ["backend", "kind", "size", "streams", "frames_per_s", "p50_ms", "p95_ms", "p99_ms"])
 

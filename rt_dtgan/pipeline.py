@@ -21,8 +21,8 @@ import numpy as np
 import zmq
 
 from rt_dtgan.face import FaceTracker, NeutralPicker, Target, TrackResult, paste_back
-from rt_dtgan.media import Capture, Frame
 from rt_dtgan.face.render import WarpPlan
+from rt_dtgan.media import Capture, Frame
 from rt_dtgan.runtime.engine import AlignedFace, Generated, StreamEngine
 from rt_dtgan.runtime.warping import KeypointMotion
 

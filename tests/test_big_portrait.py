@@ -8,8 +8,8 @@ import av
 import cv2
 import numpy as np
 import pytest
-
 from conftest import make_lively_model
+
 from rt_dtgan.checkpoint import save_checkpoint
 from rt_dtgan.cli import main
 from rt_dtgan.face import load_target, prepare_target

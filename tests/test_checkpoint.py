@@ -6,9 +6,9 @@ import json
 
 import pytest
 import torch
+from conftest import make_lively_model, random_video
 from safetensors.torch import load_file, save_file
 
-from conftest import make_lively_model, random_video
 from rt_dtgan.checkpoint import (
     DEFAULT_CHECKPOINT,
     SHIPPED_MODELS,

@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import make_lively_model
+
 from rt_dtgan.checkpoint import save_checkpoint
 from rt_dtgan.cli import main
 from rt_dtgan.optional import MissingExtraError, require
@@ -54,7 +54,9 @@ def test_module_entry_point_runs():
 
 @pytest.mark.skipif(importlib.util.find_spec("pyvirtualcam") is not None, reason="pyvirtualcam is installed")
 def test_missing_extra_names_the_install_command():
-    with pytest.raises(MissingExtraError, match=r"^the virtual camera needs the optional package 'pyvirtualcam': pip install 'rt-dtgan\[vcam\]'$"):
+    with pytest.raises(
+        MissingExtraError, match=r"^the virtual camera needs the optional package 'pyvirtualcam': pip install 'rt-dtgan\[vcam\]'$"
+    ):
         require("pyvirtualcam", "the virtual camera")
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import random_video
+
 from rt_dtgan.dynamics import dynamics_offline, dynamics_streamed, start_dynamics, step_dynamics
 
 SIZE = 64

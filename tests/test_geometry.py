@@ -8,7 +8,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import make_lively_geometry_model
 
+from rt_dtgan.checkpoint import load_checkpoint, save_checkpoint
 from rt_dtgan.config import MESH_POINTS, ModelConfig, PreprocessConfig
 from rt_dtgan.dynamics import windowed_offline
 from rt_dtgan.face.align import SimilarityTransform, eyes_to_crop_transform
@@ -16,10 +18,8 @@ from rt_dtgan.face.geometry import eye_units
 from rt_dtgan.models.warp import HELD_POINTS, MOVING_POINTS, KeypointWarp, lid_gain
 from rt_dtgan.runtime.backends import OnnxRuntimeBackend, TorchBackend
 from rt_dtgan.runtime.engine import Face, StreamEngine
-from rt_dtgan.runtime.warping import KeypointMotion
 from rt_dtgan.runtime.export import export_onnx
-from rt_dtgan.checkpoint import load_checkpoint, save_checkpoint
-from conftest import make_lively_geometry_model
+from rt_dtgan.runtime.warping import KeypointMotion
 
 SIZE = 64
 

@@ -7,8 +7,8 @@ import resource
 
 import pytest
 import torch
-
 from conftest import make_lively_model
+
 from rt_dtgan.runtime.backends import TorchBackend
 from rt_dtgan.runtime.engine import StreamEngine, to_tensor
 from rt_dtgan.synth import Expression, Identity, render

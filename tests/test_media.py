@@ -46,14 +46,15 @@ from rt_dtgan.media import (
     ThreadedSink,
     WindowAction,
     Y4MSink,
+    encoded,
     latency_ms,
     open_capture,
     open_sink,
     open_sinks,
     open_source,
     parse_size,
+    sinks,
 )
-from rt_dtgan.media import encoded, sinks
 from rt_dtgan.media.virtualcam import backend_advice
 from rt_dtgan.media.window import KEY_ACTIONS, check_display, render_preview
 from rt_dtgan.optional import MissingExtraError
@@ -555,7 +556,7 @@ def test_udp_mpegts_stream_arrives_and_decodes() -> None:
         while True:
             try:
                 datagram = receiver.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 return
             datagram_sizes.append(len(datagram))
             received.extend(datagram)
@@ -909,8 +910,5 @@ def test_real_driving_clips_open_with_their_size_rate_and_length(
         pytest.skip(f"real clips not found at {path.parent} (../shared/data/real is absent)")
     with open_source(str(path), pace=False) as source:
         assert (source.size, source.fps) == (size, fps)
-        count = 0
-        for frame in source:
-            count += 1
-        assert frame.image.shape == (size[1], size[0], 3)
-    assert count == frame_count
+        shapes = [frame.image.shape for frame in source]
+    assert len(shapes) == frame_count and set(shapes) == {(size[1], size[0], 3)}

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import make_lively_model, random_video
 from torch import nn
 
-from conftest import make_lively_model, random_video
 from rt_dtgan.config import ModelConfig
 from rt_dtgan.dynamics import dynamics_offline
 from rt_dtgan.models import DynamicsTransferGAN

@@ -9,8 +9,8 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-
 from conftest import make_lively_model
+
 from rt_dtgan.checkpoint import save_checkpoint
 from rt_dtgan.cli import main
 from rt_dtgan.commands.common import synthetic_source_factory
@@ -36,7 +36,10 @@ def decoded(path: Path) -> list[np.ndarray]:
 
 def test_transfer_writes_one_frame_per_source_frame_at_the_source_rate(checkpoint, tmp_path, capsys):
     out = tmp_path / "out.mp4"
-    assert main(["transfer", "--checkpoint", str(checkpoint), "--source", SOURCE, "--target", TARGET, "--out", str(out), "--frames", "24"]) == 0
+    assert (
+        main(["transfer", "--checkpoint", str(checkpoint), "--source", SOURCE, "--target", TARGET, "--out", str(out), "--frames", "24"])
+        == 0
+    )
     with av.open(str(out)) as container:
         stream = container.streams.video[0]
         assert (stream.width, stream.height, stream.average_rate) == (256, 256, 30)

@@ -12,8 +12,8 @@ import numpy as np
 import onnx
 import pytest
 import torch
-
 from conftest import make_lively_model, random_video
+
 from rt_dtgan.runtime.backends import OnnxRuntimeBackend, TorchBackend, run_in_chunks
 from rt_dtgan.runtime.engine import StreamEngine, to_image
 from rt_dtgan.runtime.export import EngineError, export_onnx, file_sha256

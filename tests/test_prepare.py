@@ -19,8 +19,8 @@ from rt_dtgan.prepare import (
     find_sequences,
     prepare_dataset,
     read_landmarks,
-    read_mesh,
     read_manifest,
+    read_mesh,
     read_sequence,
 )
 from rt_dtgan.prepare import prepare as prepare_module

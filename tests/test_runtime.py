@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from conftest import make_lively_model, random_video
+
 from rt_dtgan.checkpoint import save_checkpoint
 from rt_dtgan.dynamics import dynamics_offline, windowed_offline
 from rt_dtgan.runtime.backends import OnnxRuntimeBackend, TorchBackend

@@ -7,8 +7,8 @@ import importlib.util
 
 import pytest
 import torch
-
 from conftest import make_lively_model, random_video
+
 from rt_dtgan.checkpoint import save_checkpoint
 from rt_dtgan.cli import main
 from rt_dtgan.runtime.backends import TorchBackend

@@ -102,7 +102,8 @@ def test_aligned_sequences_keep_only_yaw_and_pitch_and_share_one_noise_pattern()
 
 
 @pytest.mark.parametrize(
-    "bad", [dict(size=100), dict(min_length=1), dict(min_length=9, max_length=8), dict(max_length=61), dict(batch_size=0), dict(head_pose="x")]
+    "bad",
+    [dict(size=100), dict(min_length=1), dict(min_length=9, max_length=8), dict(max_length=61), dict(batch_size=0), dict(head_pose="x")],
 )
 def test_synthetic_data_config_refuses_bad_values(bad):
     import dataclasses
@@ -212,7 +213,9 @@ def _ddp_worker(rank: int, world_size: int, port: int, out_dir: str, kind: str) 
         objective = EncoderObjective(model, EncoderTrainingConfig(), world_size)
     else:
         objective = GanObjective(model, GanTrainingConfig(), world_size)
-    run_training(objective, tiny_run(3, checkpoint_every=100), f"{out_dir}/run", {"kind": kind}, distributed, "out.safetensors", progress=False)
+    run_training(
+        objective, tiny_run(3, checkpoint_every=100), f"{out_dir}/run", {"kind": kind}, distributed, "out.safetensors", progress=False
+    )
     # Parameters must agree; batch-norm statistics are broadcast from rank 0 at each forward.
     parameters = {k: v.detach().contiguous() for k, v in model.named_parameters()}
     save_file(parameters, f"{out_dir}/rank{rank}.safetensors")
@@ -234,10 +237,11 @@ def test_two_gloo_processes_keep_replicas_in_sync(tmp_path, kind):
 
 
 def test_eval_produces_every_field_on_a_tiny_model(tmp_path, capsys):
-    from rt_dtgan.checkpoint import save_checkpoint
-    from rt_dtgan.cli import main
     import dataclasses
     import json
+
+    from rt_dtgan.checkpoint import save_checkpoint
+    from rt_dtgan.cli import main
 
     torch.manual_seed(1)
     model = DynamicsTransferGAN(ModelConfig.for_size(64))
@@ -249,8 +253,16 @@ def test_eval_produces_every_field_on_a_tiny_model(tmp_path, capsys):
     assert main(argv) == 0
     figures = json.loads(out.read_text())
     expected = {
-        "self_psnr", "self_ssim", "transfer_psnr", "transfer_ssim", "expression_accuracy", "temporal_error",
-        "ablation_win_rate", "static_baseline_ssim", "dynamic_region_psnr", "static_baseline_dynamic_region_psnr",
+        "self_psnr",
+        "self_ssim",
+        "transfer_psnr",
+        "transfer_ssim",
+        "expression_accuracy",
+        "temporal_error",
+        "ablation_win_rate",
+        "static_baseline_ssim",
+        "dynamic_region_psnr",
+        "static_baseline_dynamic_region_psnr",
     }
     assert expected <= figures.keys()
     assert all(isinstance(figures[k], float) for k in expected)
@@ -259,8 +271,9 @@ def test_eval_produces_every_field_on_a_tiny_model(tmp_path, capsys):
 
 
 def test_eval_scores_the_shipped_default_model_without_being_told_which(tmp_path):
-    from rt_dtgan.cli import main
     import json
+
+    from rt_dtgan.cli import main
 
     out = tmp_path / "eval.json"
     assert main(["eval", "--synthetic", "--identities", "1", "--length", "4", "--json", str(out)]) == 0

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
+from conftest import LOOPBACK, header, new_worker, serving
 
 from rt_dtgan.runtime.backends import TorchBackend
 from rt_dtgan.runtime.engine import StreamEngine
@@ -40,7 +41,6 @@ from rt_dtgan.transport import (
 )
 from rt_dtgan.transport.protocol import MAX_HEADER_BYTES, WORKER_REPLIES, JpegCodec, encode_image, jpeg_dimensions
 from rt_dtgan.transport.security import AUTHORIZED_CLIENTS_DIR
-from conftest import LOOPBACK, header, new_worker, serving
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from fuzz_worker import mutated  # noqa: E402
@@ -155,9 +155,21 @@ def malformed_cases(stream: int, foreign_stream: int, crop: np.ndarray, jpeg: by
         ("null format", [header(**{**frame, "format": None}), pixels], ErrorCode.UNSUPPORTED_FORMAT),
         ("garbage jpeg", [header(**{**frame, "format": "jpeg"}), b"\xff\xd8" + os.urandom(500)], ErrorCode.BAD_IMAGE),
         ("jpeg of 60000 px", [header(**{**frame, "format": "jpeg"}), bytes(huge_jpeg)], ErrorCode.BAD_IMAGE),
-        ("open with three images", [header(type="OPEN", seq=1, format="rgb24", width=SIZE, height=SIZE)] + [pixels] * 3, ErrorCode.BAD_MESSAGE),
-        ("open reply format", [header(type="OPEN", seq=1, format="rgb24", width=SIZE, height=SIZE, reply_format="gif"), pixels], ErrorCode.UNSUPPORTED_FORMAT),
-        ("open jpeg quality", [header(type="OPEN", seq=1, format="rgb24", width=SIZE, height=SIZE, jpeg_quality=99), pixels], ErrorCode.BAD_MESSAGE),
+        (
+            "open with three images",
+            [header(type="OPEN", seq=1, format="rgb24", width=SIZE, height=SIZE)] + [pixels] * 3,
+            ErrorCode.BAD_MESSAGE,
+        ),
+        (
+            "open reply format",
+            [header(type="OPEN", seq=1, format="rgb24", width=SIZE, height=SIZE, reply_format="gif"), pixels],
+            ErrorCode.UNSUPPORTED_FORMAT,
+        ),
+        (
+            "open jpeg quality",
+            [header(type="OPEN", seq=1, format="rgb24", width=SIZE, height=SIZE, jpeg_quality=99), pixels],
+            ErrorCode.BAD_MESSAGE,
+        ),
         ("close with image", [header(type="CLOSE", seq=1, stream=stream), pixels], ErrorCode.BAD_MESSAGE),
     ]
 
@@ -172,7 +184,9 @@ def test_each_malformed_message_gets_its_error_code(lively_model):
             reply, payload = peer.request(message)
             assert reply["type"] == "ERROR" and reply["code"] == code, (name, reply)
             assert payload == []
-        reply, payload = peer.request([header(type="FRAME", seq=9, stream=stream, format="rgb24", width=SIZE, height=SIZE), frame.tobytes()])
+        reply, payload = peer.request(
+            [header(type="FRAME", seq=9, stream=stream, format="rgb24", width=SIZE, height=SIZE), frame.tobytes()]
+        )
         assert reply["type"] == "RESULT" and reply["seq"] == 9 and len(payload[0]) == SIZE * SIZE * 3
         reply, _ = other.request([header(type="CLOSE", seq=2, stream=foreign)])
         assert reply["type"] == "CLOSED"

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import zmq
+from conftest import LOOPBACK, header, make_lively_geometry_model, new_worker, serving
 
 from rt_dtgan.config import MESH_POINTS, PreprocessConfig
 from rt_dtgan.models import DynamicsTransferGAN
@@ -32,7 +33,6 @@ from rt_dtgan.transport import (
     StreamClient,
 )
 from rt_dtgan.transport.protocol import JpegCodec, decode_motion, encode_motion
-from conftest import LOOPBACK, header, make_lively_geometry_model, new_worker, serving
 
 SIZE = 64
 MESH_BYTES = MESH_POINTS * 2 * 4

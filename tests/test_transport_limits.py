@@ -12,10 +12,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
-
 from conftest import LOOPBACK, header, new_worker, serving
-from rt_dtgan.transport import Broker, BrokerConfig, ClientConfig, ClientLimits, ClientKeys, ErrorCode, StreamClient, TransportError
-from rt_dtgan.transport import generate_keys
+
+from rt_dtgan.transport import (
+    Broker,
+    BrokerConfig,
+    ClientConfig,
+    ClientKeys,
+    ClientLimits,
+    ErrorCode,
+    StreamClient,
+    TransportError,
+    generate_keys,
+)
 from rt_dtgan.transport.security import AUTHORIZED_CLIENTS_DIR
 
 SIZE = 64
@@ -163,7 +172,8 @@ def test_behind_a_broker_a_gone_client_frees_its_slot_and_a_killed_worker_only_i
                 leaving.close(linger=0)  # gone without CLOSE, as a crashed client is
                 wait_until(lambda: not broker.pins, timeout_s=1.0)
                 wait_until(lambda: sum(info.streams for info in broker.workers.values()) == 0, timeout_s=1.0)
-            clients = [StreamClient(ClientConfig(address=broker.front_address, reply_timeout_s=0.5, retry_interval_s=0.05)) for _ in range(2)]
+            client_config = ClientConfig(address=broker.front_address, reply_timeout_s=0.5, retry_interval_s=0.05)
+            clients = [StreamClient(client_config) for _ in range(2)]
             for client in clients:
                 client.open(crop(2))
                 client.process(crop(3))
@@ -183,7 +193,6 @@ def test_behind_a_broker_a_gone_client_frees_its_slot_and_a_killed_worker_only_i
             for worker in workers:
                 worker.kill()
                 worker.wait()
-
 
 
 @pytest.mark.heavy

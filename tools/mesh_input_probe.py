@@ -89,7 +89,10 @@ def main() -> None:
             model.encoder.mesh_features = MeshRaster(model.config.encoder.feature_dim)
         seconds = train_stage_one(model, clips, config, args.steps)
         figures = {key: value for key, value in validate(model, held, config).items() if "/" in key}
-        results[name] = figures | {"train_seconds": round(seconds, 1), "parameters": sum(p.numel() for p in model.encoder.mesh_features.parameters())}
+        results[name] = figures | {
+            "train_seconds": round(seconds, 1),
+            "parameters": sum(p.numel() for p in model.encoder.mesh_features.parameters()),
+        }
         mouth = np.median([value for key, value in figures.items() if key.endswith("mouth_r")])
         error = np.median([value for key, value in figures.items() if key.endswith("/error")])
         print(f"{name}: held-out inner-lip r median {mouth:.4f}, keypoint error median {error:.4f} eye units, {seconds:.0f} s", flush=True)

@@ -31,13 +31,27 @@ def training_record(run_dir: Path) -> dict:
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     times = [row["time"] for row in rows if "time" in row]
     active = sum(b - a for a, b in zip(times, times[1:]) if 0 < b - a < PAUSE_S)
-    return {"steps": rows[-1]["step"] if rows else 0, "hours": round(active / 3600, 2), "config": json.loads((run_dir / "config.json").read_text())}
+    return {
+        "steps": rows[-1]["step"] if rows else 0,
+        "hours": round(active / 3600, 2),
+        "config": json.loads((run_dir / "config.json").read_text()),
+    }
 
 
 # The recipe's runs in order (tools/train_default.sh); the shipped model is the last GAN run.
 RUNS = (
-    "encoder", "judge", "judge-aligned", "gan-drift", "gan", "ablation", "gan-recon", "encoder-live",
-    "gan-live", "ablation-live", "gan-adv", "ablation-adv",
+    "encoder",
+    "judge",
+    "judge-aligned",
+    "gan-drift",
+    "gan",
+    "ablation",
+    "gan-recon",
+    "encoder-live",
+    "gan-live",
+    "ablation-live",
+    "gan-adv",
+    "ablation-adv",
 )
 SHIPPED_RUN = "gan-adv"
 
@@ -74,7 +88,11 @@ def model_card(records: dict[str, dict], figures: dict, weights: Path, real_driv
     lines += [f"| {name} | {record['steps']} | {record['hours']} |" for name, record in records.items()]
     lines += ["", "Evaluation on held-out identities (`rt-dtgan eval`):", "", "```json", json.dumps(figures, indent=2), "```", ""]
     if real_driving is not None:
-        lines += ["Real driving clips on a synthetic target (`tools/real_driving.py`), Pearson r of MediaPipe's", "mouth and eye opening on source and output:", ""]
+        lines += [
+            "Real driving clips on a synthetic target (`tools/real_driving.py`), Pearson r of MediaPipe's",
+            "mouth and eye opening on source and output:",
+            "",
+        ]
         lines += ["| clip | mouth r | eye r |", "|---|---|---|"]
         lines += [f"| {clip} | {row['mouth_opening_r']:.2f} | {row['eye_opening_r']:.2f} |" for clip, row in real_driving["clips"].items()]
         lines += [""]

@@ -75,7 +75,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_broker(args: argparse.Namespace) -> int:
-    from rt_dtgan.transport import BrokerConfig, run_broker as broker_loop
+    from rt_dtgan.transport import BrokerConfig
+    from rt_dtgan.transport import run_broker as broker_loop
 
     config = BrokerConfig(front=args.front, back=args.back, curve_dir=args.curve_dir, limits=client_limits(args))
     print(f"broker: clients on {config.front}, workers on {config.back}; Ctrl-C stops", file=sys.stderr)

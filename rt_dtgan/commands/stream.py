@@ -185,7 +185,8 @@ def run_transfer(args: argparse.Namespace) -> int:
             bar.close()
             stage.close()
             transfer.close()
-    print(f"{total} frames to {args.out} at {source.fps:g} fps; face found in {found} ({100 * found / max(total, 1):.1f}%)", file=sys.stderr)
+    share = 100 * found / max(total, 1)
+    print(f"{total} frames to {args.out} at {source.fps:g} fps; face found in {found} ({share:.1f}%)", file=sys.stderr)
     if args.next_step:
         print(args.next_step, file=sys.stderr)
     return 0

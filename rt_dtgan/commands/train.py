@@ -88,7 +88,9 @@ def add_parsers(commands) -> None:
         description="Each test pair: identity A's onset drives identity B; B rendered with A's "
         "expressions is the ground truth. Identities are never seen in training.",
     )
-    evaluate.add_argument("--checkpoint", help="the model to score: a .safetensors file or a shipped name (default: the shipped default model)")
+    evaluate.add_argument(
+        "--checkpoint", help="the model to score: a .safetensors file or a shipped name (default: the shipped default model)"
+    )
     evaluate.add_argument("--synthetic", action="store_true", required=True, help="evaluate on synthetic identities")
     evaluate.add_argument("--identities", type=int, default=60, help="number of test pairs (two identities each)")
     evaluate.add_argument("--length", type=int, default=16, help="frames per test sequence")
@@ -128,9 +130,15 @@ def run_train_geometry(args: argparse.Namespace) -> int:
     hold_out = tuple(name.strip() for name in args.hold_out.split(",") if name.strip())
     try:
         config = GeometryTrainingConfig(
-            data=tuple(args.data), hold_out=hold_out, size=args.size, steps=args.steps, refine_steps=args.refine_steps,
-            adversarial_steps=args.adversarial_steps, adversarial_weight=args.adversarial_weight,
-            seed=args.seed, checkpoint_every=args.checkpoint_every,
+            data=tuple(args.data),
+            hold_out=hold_out,
+            size=args.size,
+            steps=args.steps,
+            refine_steps=args.refine_steps,
+            adversarial_steps=args.adversarial_steps,
+            adversarial_weight=args.adversarial_weight,
+            seed=args.seed,
+            checkpoint_every=args.checkpoint_every,
         )
         checkpoint = train_geometry(config, args.run_dir, progress=not args.no_progress)
     except (ValueError, PrepareError) as error:
@@ -148,26 +156,47 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         if args.data:
             data = PreparedDataConfig(
-                root=args.data, batch_size=args.batch_size, min_length=args.min_length, max_length=args.max_length,
-                seed=args.seed, encoder_targets_only=args.phase == "encoder",
+                root=args.data,
+                batch_size=args.batch_size,
+                min_length=args.min_length,
+                max_length=args.max_length,
+                seed=args.seed,
+                encoder_targets_only=args.phase == "encoder",
             )
         else:
             data = SyntheticDataConfig(
-                size=args.size, batch_size=args.batch_size, min_length=args.min_length, max_length=args.max_length,
-                identities=args.identities, seed=args.seed, head_pose=args.head_pose, sensor_noise=args.sensor_noise,
-                lower_face_stretch=getattr(args, "lower_face_stretch", 1.0), sequences=args.sequences,
+                size=args.size,
+                batch_size=args.batch_size,
+                min_length=args.min_length,
+                max_length=args.max_length,
+                identities=args.identities,
+                seed=args.seed,
+                head_pose=args.head_pose,
+                sensor_noise=args.sensor_noise,
+                lower_face_stretch=getattr(args, "lower_face_stretch", 1.0),
+                sequences=args.sequences,
             )
         run = RunConfig(
-            steps=args.steps, checkpoint_every=args.checkpoint_every, image_every=args.image_every, seed=args.seed,
-            loader_workers=args.workers, data=data,
+            steps=args.steps,
+            checkpoint_every=args.checkpoint_every,
+            image_every=args.image_every,
+            seed=args.seed,
+            loader_workers=args.workers,
+            data=data,
         )
         if args.phase == "encoder":
-            config = EncoderTrainingConfig(run=run, learning_rate=args.lr, control_weight=args.control_weight, landmark_weight=args.landmark_weight)
+            config = EncoderTrainingConfig(
+                run=run, learning_rate=args.lr, control_weight=args.control_weight, landmark_weight=args.landmark_weight
+            )
         else:
             config = GanTrainingConfig(
-                run=run, generator_learning_rate=args.lr, discriminator_learning_rate=args.d_lr,
-                lambda_adversarial=args.lambda_adversarial, lambda_spatial=args.lambda_spatial,
-                lambda_dynamics=args.lambda_dynamics, lambda_motion=args.lambda_motion,
+                run=run,
+                generator_learning_rate=args.lr,
+                discriminator_learning_rate=args.d_lr,
+                lambda_adversarial=args.lambda_adversarial,
+                lambda_spatial=args.lambda_spatial,
+                lambda_dynamics=args.lambda_dynamics,
+                lambda_motion=args.lambda_motion,
                 appearance_suppression=not args.no_suppression,
             )
     except ValueError as error:

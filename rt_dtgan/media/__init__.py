@@ -22,7 +22,6 @@ from rt_dtgan.media.frames import Frame, latency_ms, latency_ns
 from rt_dtgan.media.pacing import LatencyMeter, LatencySummary, Pacer, PacerStats, RateMeter
 from rt_dtgan.media.sink import Sink
 from rt_dtgan.media.sinks import MultiSink, open_sink, open_sinks
-from rt_dtgan.media.threaded import ThreadedSink
 from rt_dtgan.media.sources import (
     AVSource,
     GeneratedSource,
@@ -33,6 +32,7 @@ from rt_dtgan.media.sources import (
     open_source,
     parse_size,
 )
+from rt_dtgan.media.threaded import ThreadedSink
 from rt_dtgan.media.virtualcam import VirtualCameraSink
 from rt_dtgan.media.window import PreviewWindow, WindowAction
 from rt_dtgan.media.y4m import Y4MSink

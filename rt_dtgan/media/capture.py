@@ -19,9 +19,9 @@ import queue
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import Callable, Iterator
 
 from rt_dtgan.media.errors import CaptureEnded, SourceError
 from rt_dtgan.media.frames import Frame

@@ -13,9 +13,9 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterable
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterable
 
 from rt_dtgan.media.encoded import FILE_EXTENSIONS, open_udp_stream, open_video_file
 from rt_dtgan.media.errors import SinkError

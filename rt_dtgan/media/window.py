@@ -11,10 +11,10 @@ import collections
 import contextlib
 import os
 import sys
+from collections.abc import Mapping, Sequence
 from enum import Enum
 from fractions import Fraction
 from types import ModuleType
-from typing import Mapping, Sequence
 
 import numpy as np
 

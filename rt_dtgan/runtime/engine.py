@@ -22,16 +22,16 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, Union
+from typing import Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from rt_dtgan.config import MESH_POINTS
+from rt_dtgan.models.warp import lid_gain
 from rt_dtgan.runtime.backends import Backend, run_in_chunks
 from rt_dtgan.runtime.graphs import GeneratorContract, graph_specs
-from rt_dtgan.models.warp import lid_gain
 from rt_dtgan.runtime.warping import KeypointMotion, WarpStage
 
 
@@ -51,7 +51,7 @@ class Face:
     mesh: np.ndarray | None = None
 
 
-Generated = Union[np.ndarray, KeypointMotion]
+Generated = np.ndarray | KeypointMotion
 
 
 @dataclass
@@ -184,7 +184,8 @@ class StreamEngine:
     def _generated(self, outputs: list[Tensor], streams: list[_Stream]) -> list[Generated]:
         if self.contract.draws:
             return list(to_images(torch.cat([output.to(self.device) for output in outputs])))
-        offsets = torch.cat([output.float().cpu() * stream.strength * stream.target.get("gain", 1.0) for output, stream in zip(outputs, streams)])
+        scales = [stream.strength * stream.target.get("gain", 1.0) for stream in streams]
+        offsets = torch.cat([output.float().cpu() * scale for output, scale in zip(outputs, scales)])
         portraits = torch.cat([stream.target["portrait"] for stream in streams])
         meshes = torch.cat([stream.target["mesh"] for stream in streams])
         return self.warp_stage.motions(offsets, portraits, meshes)

@@ -180,7 +180,8 @@ def _load_engine(runtime, plan_path: Path, sha256: str):
         raise EngineError(f"{plan_path}: changed since it was built; re-run `rt-dtgan export --backend tensorrt`")
     engine = runtime.deserialize_cuda_engine(plan_path.read_bytes())
     if engine is None:
-        raise EngineError(f"{plan_path}: TensorRT could not load the plan (see the log above); rebuild it with `rt-dtgan export --backend tensorrt`")
+        rebuild = "rebuild it with `rt-dtgan export --backend tensorrt`"
+        raise EngineError(f"{plan_path}: TensorRT could not load the plan (see the log above); {rebuild}")
     return engine
 
 
@@ -189,10 +190,14 @@ def check_engine_tensors(trt, engine, graph: dict, max_batch: int, name: str) ->
     names, every one float32, and a batch profile reaching ``max_batch``. -> the output
     names, in meta's order. Raises EngineError naming the mismatch."""
     tensors = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-    found = {mode: sorted(t for t in tensors if engine.get_tensor_mode(t) == mode) for mode in (trt.TensorIOMode.INPUT, trt.TensorIOMode.OUTPUT)}
+    found = {
+        mode: sorted(t for t in tensors if engine.get_tensor_mode(t) == mode) for mode in (trt.TensorIOMode.INPUT, trt.TensorIOMode.OUTPUT)
+    }
     for mode, wanted in ((trt.TensorIOMode.INPUT, graph["inputs"]), (trt.TensorIOMode.OUTPUT, graph["outputs"])):
         if found[mode] != sorted(wanted):
-            raise EngineError(f"{name}: the plan's {mode.name.lower()}s are {found[mode]}, meta.json says {sorted(wanted)}; rebuild the engines")
+            raise EngineError(
+                f"{name}: the plan's {mode.name.lower()}s are {found[mode]}, meta.json says {sorted(wanted)}; rebuild the engines"
+            )
     for tensor in tensors:
         if engine.get_tensor_dtype(tensor) != trt.float32:
             raise EngineError(f"{name}: the plan's {tensor} is {engine.get_tensor_dtype(tensor)}, not float32; rebuild the engines")

@@ -63,7 +63,9 @@ class WarpStage:
         colours = np.zeros((len(moving), size, size, 3), np.uint8)
         open_mouths = [j for j in range(len(moving)) if mouth[j].any()]
         if open_mouths:
-            masks[open_mouths], colours[open_mouths] = self._refine(portraits[[moving[j] for j in open_mouths]], grid[open_mouths], mouth[open_mouths])
+            masks[open_mouths], colours[open_mouths] = self._refine(
+                portraits[[moving[j] for j in open_mouths]], grid[open_mouths], mouth[open_mouths]
+            )
         for j, i in enumerate(moving):
             motions[i] = KeypointMotion(motions[i].offsets, grid[j].numpy(), masks[j], colours[j])
         return motions

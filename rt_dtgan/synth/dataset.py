@@ -171,7 +171,7 @@ class VideoWriter:
             self._container.mux(packet)
         self._container.close()
 
-    def __enter__(self) -> "VideoWriter":
+    def __enter__(self) -> VideoWriter:
         return self
 
     def __exit__(self, *exc_info) -> None:

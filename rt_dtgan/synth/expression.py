@@ -55,7 +55,7 @@ class Expression:
         return np.array([getattr(self, name) for name in CONTROLS], dtype=np.float32)
 
     @classmethod
-    def from_vector(cls, vector: np.ndarray | list[float]) -> "Expression":
+    def from_vector(cls, vector: np.ndarray | list[float]) -> Expression:
         """Inverse of to_vector: a (12,) sequence of numbers in [0, 1]."""
         values = np.asarray(vector, dtype=np.float32)
         if values.shape != (NUM_CONTROLS,):
@@ -120,7 +120,7 @@ class Pose:
         return {k: float(v) for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, values: dict[str, float]) -> "Pose":
+    def from_dict(cls, values: dict[str, float]) -> Pose:
         unknown = set(values) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown pose keys {sorted(unknown)}")

@@ -39,7 +39,7 @@ class FaceGeometry:
     lower_lip: float
 
     @classmethod
-    def of(cls, identity: Identity) -> "FaceGeometry":
+    def of(cls, identity: Identity) -> FaceGeometry:
         eye_y = identity.eye_line
         nose_tip_y = eye_y + identity.nose_length
         mouth_y = nose_tip_y + identity.mouth_drop

@@ -168,7 +168,7 @@ class Identity:
                 raise ValueError(f"Identity.{name} must be one of {allowed}, got {getattr(self, name)!r}")
 
     @classmethod
-    def from_seed(cls, seed: int) -> "Identity":
+    def from_seed(cls, seed: int) -> Identity:
         """A random but reproducible identity; distinct seeds give distinct faces."""
         if not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"identity seed must be a non-negative integer, got {seed!r}")

@@ -45,7 +45,7 @@ class Window:
     shade: np.ndarray
 
     @classmethod
-    def over_boxes(cls, boxes: tuple[Box, ...], shade: np.ndarray) -> "Window":
+    def over_boxes(cls, boxes: tuple[Box, ...], shade: np.ndarray) -> Window:
         size = shade.shape[0]
         spans = [box_slices(box, size) for box in boxes]
         height = max(r.stop - r.start for r, _ in spans)

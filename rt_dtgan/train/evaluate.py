@@ -44,6 +44,7 @@ from rt_dtgan.train.data import EVAL_IDENTITY_OFFSET, align_pose, to_video_tenso
 from rt_dtgan.train.losses import moving_mask
 from rt_dtgan.train.metrics import psnr, ssim
 
+
 @dataclass(frozen=True)
 class EvalConfig:
     """``head_pose`` "aligned" scores what the live path feeds the model (eye-aligned crops:

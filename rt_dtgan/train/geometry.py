@@ -94,7 +94,10 @@ class GeometryTrainingConfig:
     def __post_init__(self) -> None:
         if not self.data:
             raise ValueError("geometry training needs at least one prepared dataset (--data)")
-        if min(self.steps, self.batch_size, self.refine_batch_size, self.checkpoint_every) < 1 or min(self.refine_steps, self.adversarial_steps) < 0:
+        if (
+            min(self.steps, self.batch_size, self.refine_batch_size, self.checkpoint_every) < 1
+            or min(self.refine_steps, self.adversarial_steps) < 0
+        ):
             raise ValueError("steps, batch sizes and the checkpoint interval must be positive")
         if not self.adversarial_weight >= 0:
             raise ValueError(f"adversarial_weight must be at least 0, got {self.adversarial_weight}")
@@ -345,7 +348,9 @@ def train_geometry(config: GeometryTrainingConfig, run_dir: str, progress: bool 
             refined, warp_only = refine_loss(model, refine_batch(clips, config.refine_batch_size, rng, jitter=True))
             losses = {"refine": refined, "warp_only": warp_only}
         else:
-            losses = adversarial_step(model, discriminator, refine_batch(clips, config.refine_batch_size, rng, jitter=True), config, optimizers)
+            losses = adversarial_step(
+                model, discriminator, refine_batch(clips, config.refine_batch_size, rng, jitter=True), config, optimizers
+            )
         _descend(optimizers[stage], next(iter(losses.values())))
         bar.update(1)
         bar.set_postfix({name: f"{value.item():.4f}" for name, value in losses.items()})
@@ -383,8 +388,11 @@ def _optimizers(model: DynamicsTransferGAN, discriminator: SpatialDiscriminator,
     refiner and the discriminator of the adversarial stage (constant rates)."""
     refiner = list(model.generator.refiner.parameters())
     stages = {
-        "keypoints": ([*model.encoder.mesh_features.parameters(), *model.encoder.lstm.parameters(), *model.embedder.parameters()],
-                      config.learning_rate, config.steps),
+        "keypoints": (
+            [*model.encoder.mesh_features.parameters(), *model.encoder.lstm.parameters(), *model.embedder.parameters()],
+            config.learning_rate,
+            config.steps,
+        ),
         "refine": (refiner, config.refine_learning_rate, max(config.refine_steps, 1)),
     }
     made = {}

@@ -25,6 +25,7 @@ from pathlib import Path
 import zmq
 
 from rt_dtgan.config import ConfigError
+from rt_dtgan.transport import serving
 from rt_dtgan.transport.protocol import (
     ErrorCode,
     MessageType,
@@ -36,7 +37,6 @@ from rt_dtgan.transport.protocol import (
     payload_bytes,
 )
 from rt_dtgan.transport.security import check_exposure, secure_server, start_authenticator
-from rt_dtgan.transport import serving
 
 log = logging.getLogger(__name__)
 

@@ -18,6 +18,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from rt_dtgan.config import ConfigError, ModelConfig
+from rt_dtgan.errors import RtDtganError
 from rt_dtgan.models import INFERENCE_PARTS, PARTS, DynamicsTransferGAN
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -32,7 +33,7 @@ _PICKLE_PROTOCOLS = (b"\x02", b"\x03", b"\x04", b"\x05")
 _ZIP_MAGIC = b"PK\x03\x04"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(RtDtganError, ValueError):
     """A checkpoint file cannot be used; the message names the file and the problem."""
 
 

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from rt_dtgan import __version__
 from rt_dtgan.commands import data, doctor, export, serve, stream, train, visualize
 from rt_dtgan.commands.common import UsageError
+from rt_dtgan.errors import RtDtganError
 
 COMMAND_MODULES = (stream, serve, train, visualize, data, export, doctor)
 
@@ -29,21 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from rt_dtgan.checkpoint import CheckpointError
-    from rt_dtgan.config import ConfigError
-    from rt_dtgan.face import FaceError
-    from rt_dtgan.media import SinkError, SourceError
-    from rt_dtgan.optional import MissingExtraError
-    from rt_dtgan.runtime.export import EngineError
-    from rt_dtgan.transport import TransportError
-
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
     except UsageError as error:
         print(f"rt-dtgan {args.command}: {error}", file=sys.stderr)
         return 2
-    except (CheckpointError, ConfigError, EngineError, FaceError, MissingExtraError, SinkError, SourceError, TransportError) as error:
+    except RtDtganError as error:
         print(f"rt-dtgan {args.command}: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from rt_dtgan.errors import RtDtganError
+
 SUPPORTED_SIZES = (64, 128, 256)
 EXPRESSION_CLASSES = ("neutral", "anger", "disgust", "fear", "happiness", "sadness", "surprise")
 # How synthetic training and test sequences show the head and the sensor (rt_dtgan.train.data).
@@ -30,7 +32,7 @@ GENERATOR_KINDS = ("unet", "warp")
 MESH_POINTS = 468
 
 
-class ConfigError(ValueError):
+class ConfigError(RtDtganError, ValueError):
     """A configuration value is out of range or the JSON does not describe a config."""
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from rt_dtgan.errors import RtDtganError
+
 EXTRA_OF_MODULE = {
     "tensorrt": "trt",
     "torch_tensorrt": "trt",
@@ -13,7 +15,7 @@ EXTRA_OF_MODULE = {
 }
 
 
-class MissingExtraError(ImportError):
+class MissingExtraError(RtDtganError, ImportError):
     """An optional package is not installed; the message says which extra installs it."""
 
 

@@ -70,3 +70,23 @@ def test_data_synth_writes_a_dataset_and_keeps_a_full_directory(tmp_path, capsys
     assert all((out / entry["video"]).is_file() and (out / entry["labels"]).is_file() for entry in manifest["sequences"])
     assert main(["data", "synth", "--out", str(out), "--identities", "1"]) == 2
     assert "is not empty" in capsys.readouterr().err
+
+
+def test_every_user_facing_error_has_one_root_and_keeps_its_builtin_base():
+    from rt_dtgan.checkpoint import CheckpointError
+    from rt_dtgan.config import ConfigError
+    from rt_dtgan.errors import RtDtganError
+    from rt_dtgan.face import FaceError
+    from rt_dtgan.media import SinkError, SourceError
+    from rt_dtgan.optional import MissingExtraError
+    from rt_dtgan.prepare.prepare import PrepareError
+    from rt_dtgan.runtime.export import EngineError
+    from rt_dtgan.transport import TransportError
+
+    expected = {
+        CheckpointError: ValueError, ConfigError: ValueError, EngineError: ValueError, FaceError: ValueError,
+        PrepareError: ValueError, SourceError: OSError, SinkError: OSError, MissingExtraError: ImportError,
+        TransportError: RuntimeError,
+    }
+    for error, builtin in expected.items():
+        assert issubclass(error, RtDtganError) and issubclass(error, builtin), error

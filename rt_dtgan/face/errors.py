@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from rt_dtgan.errors import RtDtganError
 
-class FaceError(ValueError):
+
+class FaceError(RtDtganError, ValueError):
     """An image cannot be used: unreadable, wrong shape or dtype, or otherwise unusable."""
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from rt_dtgan.errors import RtDtganError
 
-class SourceError(OSError):
+
+class SourceError(RtDtganError, OSError):
     """A source cannot be opened or read: missing file, unknown device, unreadable data, bad spec."""
 
 
@@ -11,7 +13,7 @@ class CaptureEnded(SourceError):
     """A capture has delivered every frame it will ever deliver (end of file, or gave up)."""
 
 
-class SinkError(OSError):
+class SinkError(RtDtganError, OSError):
     """An output cannot be opened or written: bad spec, missing backend, no display, write failure."""
 
 

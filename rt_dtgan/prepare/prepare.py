@@ -26,6 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from rt_dtgan.config import MESH_POINTS, SUPPORTED_SIZES, ModelConfig, PreprocessConfig
+from rt_dtgan.errors import RtDtganError
 from rt_dtgan.face import FaceError, FaceTracker, load_image
 from rt_dtgan.face.landmarks import MOTION_POINTS
 from rt_dtgan.media import Source, SourceError, open_source
@@ -41,7 +42,7 @@ MIN_KEPT_FRACTION = 0.5
 READ_ERRORS = (FaceError, SourceError, av.FFmpegError, OSError)
 
 
-class PrepareError(ValueError):
+class PrepareError(RtDtganError, ValueError):
     """A bad argument, folder or manifest; the message names it."""
 
 

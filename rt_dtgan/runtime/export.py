@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from rt_dtgan.config import ModelConfig
+from rt_dtgan.errors import RtDtganError
 from rt_dtgan.models import DynamicsTransferGAN
 from rt_dtgan.runtime.graphs import GraphSpec, graph_specs
 
@@ -36,7 +37,7 @@ OPSET = 18
 META_FILE = "meta.json"
 
 
-class EngineError(ValueError):
+class EngineError(RtDtganError, ValueError):
     """An engine directory cannot be used here; the message says why and what to run."""
 
 

@@ -26,6 +26,7 @@ import numpy as np
 import zmq
 
 from rt_dtgan.config import MESH_POINTS, ConfigError
+from rt_dtgan.errors import RtDtganError
 from rt_dtgan.runtime.engine import Face, Generated
 from rt_dtgan.runtime.warping import KeypointMotion
 from rt_dtgan.transport.protocol import (
@@ -47,7 +48,7 @@ from rt_dtgan.transport.protocol import (
 from rt_dtgan.transport.security import ClientKeys, check_exposure, secure_client
 
 
-class TransportError(RuntimeError):
+class TransportError(RtDtganError, RuntimeError):
     """The worker refused a request or did not answer in time."""
 
     def __init__(self, message: str, code: int | None = None) -> None:

@@ -265,7 +265,7 @@ def test_eval_produces_every_field_on_a_tiny_model(tmp_path, capsys):
         "static_baseline_dynamic_region_psnr",
     }
     assert expected <= figures.keys()
-    assert all(isinstance(figures[k], float) for k in expected)
+    assert all(isinstance(figures[k], float) and math.isfinite(figures[k]) for k in expected), figures
     assert 0 <= figures["expression_accuracy"] <= 1 and 0 <= figures["ablation_win_rate"] <= 1
     assert -1 <= figures["transfer_ssim"] <= 1 and figures["static_baseline_ssim"] < 1
 

@@ -32,6 +32,7 @@ from rt_dtgan.config import MESH_POINTS
 from rt_dtgan.models.warp import lid_gain
 from rt_dtgan.runtime.backends import Backend, run_in_chunks
 from rt_dtgan.runtime.graphs import GeneratorContract, graph_specs
+from rt_dtgan.runtime.pixels import to_images, to_unit_range
 from rt_dtgan.runtime.warping import KeypointMotion, WarpStage
 
 
@@ -168,7 +169,7 @@ class StreamEngine:
     def _frames(self, faces: list[Tensor]) -> Tensor:
         """What ``_driving`` gave for several faces -> one float32 batch on the device (crops
         in [-1, 1])."""
-        batch = torch.cat(faces).to(self.device, non_blocking=True)
+        batch = torch.cat(faces).to(self.device)
         return to_unit_range(batch) if batch.dtype == torch.uint8 else batch
 
     def _prepare_target(self, target: AlignedFace | np.ndarray) -> _Stream:
@@ -183,7 +184,7 @@ class StreamEngine:
 
     def _generated(self, outputs: list[Tensor], streams: list[_Stream]) -> list[Generated]:
         if self.contract.draws:
-            return list(to_images(torch.cat([output.to(self.device) for output in outputs])))
+            return list(to_images(torch.cat(outputs)))
         scales = [stream.strength * stream.target.get("gain", 1.0) for stream in streams]
         offsets = torch.cat([output.float().cpu() * scale for output, scale in zip(outputs, scales)])
         portraits = torch.cat([stream.target["portrait"] for stream in streams])
@@ -225,11 +226,6 @@ def crop_to_tensor(crop: np.ndarray, size: int) -> Tensor:
     return torch.from_numpy(crop).unsqueeze(0)
 
 
-def to_unit_range(pixels: Tensor) -> Tensor:
-    """uint8 (B, S, S, 3) -> float32 (B, 3, S, S) in [-1, 1], on the same device."""
-    return pixels.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0).contiguous()
-
-
 def to_tensor(crop: np.ndarray, size: int) -> Tensor:
     """uint8 (size, size, 3) RGB -> float32 (1, 3, size, size) in [-1, 1]."""
     return to_unit_range(crop_to_tensor(crop, size))
@@ -240,12 +236,6 @@ def mesh_to_tensor(mesh: np.ndarray) -> Tensor:
     if mesh.shape != (MESH_POINTS, 2) or not np.isfinite(mesh).all():
         raise ValueError(f"expected a finite ({MESH_POINTS}, 2) face mesh, got {mesh.dtype} {mesh.shape}")
     return torch.from_numpy(np.asarray(mesh, dtype=np.float32)).unsqueeze(0)
-
-
-def to_images(frames: Tensor) -> np.ndarray:
-    """float (B, 3, S, S) in [-1, 1], on any device -> uint8 (B, S, S, 3) RGB, in one copy."""
-    pixels = frames.float().add(1.0).mul_(127.5).round_().clamp_(0, 255)
-    return pixels.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def to_image(frame: Tensor) -> np.ndarray:

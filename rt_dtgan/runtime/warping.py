@@ -18,6 +18,7 @@ from torch import Tensor
 from rt_dtgan.config import ModelConfig
 from rt_dtgan.models.warp import KeypointWarp
 from rt_dtgan.runtime.backends import run_in_chunks
+from rt_dtgan.runtime.pixels import to_images
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,5 +77,4 @@ class WarpStage:
             warped, displacement = self.warp.warp_crop(portraits, grid)
         refined = run_in_chunks(self.backend, "refine", {"warped": warped, "displacement": displacement.float(), "mouth": mouth})
         masks = refined["mask"][:, 0].mul(255.0).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
-        colours = refined["colour"].permute(0, 2, 3, 1).add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
-        return masks, colours
+        return masks, to_images(refined["colour"])

@@ -38,6 +38,7 @@ from tqdm import tqdm
 from rt_dtgan.config import EXPRESSION_CLASSES, HEAD_POSES
 from rt_dtgan.dynamics import sequence_dynamics
 from rt_dtgan.models import DynamicsTransferGAN
+from rt_dtgan.runtime.pixels import to_images
 from rt_dtgan.synth import BASIC_EXPRESSIONS, Identity, render
 from rt_dtgan.synth.sequences import onset_track
 from rt_dtgan.train.data import EVAL_IDENTITY_OFFSET, align_pose, to_video_tensor
@@ -80,7 +81,7 @@ def face_meshes(video: Tensor) -> Tensor:
     from rt_dtgan.config import PreprocessConfig
     from rt_dtgan.face import FaceTracker
 
-    images = video[0].permute(0, 2, 3, 1).add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+    images = to_images(video[0])
     with FaceTracker(PreprocessConfig(size=video.shape[-1])) as tracker:
         meshes = [tracker.track(image, index / 30.0).mesh for index, image in enumerate(images)]
     found = [mesh for mesh in meshes if mesh is not None]

@@ -43,6 +43,7 @@ from rt_dtgan.models import DynamicsTransferGAN
 from rt_dtgan.models.discriminators import SpatialDiscriminator
 from rt_dtgan.models.warp import LIPS_INNER, MOVING_POINTS
 from rt_dtgan.prepare import read_manifest, read_mesh, read_sequence
+from rt_dtgan.runtime.pixels import to_unit_range
 from rt_dtgan.train.state import has_training_state, load_training_state, random_states, restore_random_states, save_training_state
 
 # The first frames of a track jump (detection, then tracking settles): anchors come later.
@@ -212,7 +213,7 @@ def refine_batch(clips: list[Clip], batch_size: int, rng: np.random.Generator, j
         items.append((clip.crops[anchor], clip.meshes[anchor], clip.crops[frame], clip.meshes[frame]))
     portraits, anchor_meshes, truths, meshes = (np.stack(column) for column in zip(*items))
     motion = meshes[:, list(MOVING_POINTS)] - anchor_meshes[:, list(MOVING_POINTS)]
-    portrait, truth = _images(portraits), _images(truths)
+    portrait, truth = (to_unit_range(torch.from_numpy(crops)) for crops in (portraits, truths))
     if jitter:
         gain = torch.from_numpy(rng.uniform(*COLOUR_GAIN, size=(batch_size, 3, 1, 1))).float()
         shift = torch.from_numpy(rng.uniform(-BRIGHTNESS_SHIFT, BRIGHTNESS_SHIFT, size=(batch_size, 1, 1, 1))).float()
@@ -220,24 +221,31 @@ def refine_batch(clips: list[Clip], batch_size: int, rng: np.random.Generator, j
     return RefineBatch(portrait, torch.from_numpy(anchor_meshes), torch.from_numpy(motion), truth)
 
 
-def _images(crops: np.ndarray) -> Tensor:
-    return torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+@dataclass(frozen=True, eq=False)
+class RefinePass:
+    """G drawn on a RefineBatch: ``warped`` the warp alone and ``output`` the refined warp
+    (B, 3, S, S), ``mouth`` the mouth opening (B, 1, S, S), and the L1 of each against frame
+    t inside the mouth."""
+
+    warped: Tensor
+    output: Tensor
+    mouth: Tensor
+    refined_l1: Tensor
+    warp_only_l1: Tensor
+
+
+def refine_pass(model: DynamicsTransferGAN, batch: RefineBatch) -> RefinePass:
+    warped, output, mouth = model.generator.draw(batch.portrait, batch.portrait_mesh, batch.offsets)
+    area = mouth.sum().clamp_min(1.0) * 3
+    refined, warp_only = (((image - batch.truth).abs() * mouth).sum() / area for image in (output, warped))
+    return RefinePass(warped, output, mouth, refined, warp_only)
 
 
 def refine_loss(model: DynamicsTransferGAN, batch: RefineBatch) -> tuple[Tensor, Tensor]:
     """-> (the L1 of the refined warp against frame t inside the mouth opening, the same L1
     of the warp alone, for reference)."""
-    refined, warp_only, _ = refine_terms(model, batch)
-    return refined, warp_only
-
-
-def refine_terms(model: DynamicsTransferGAN, batch: RefineBatch) -> tuple[Tensor, Tensor, MouthViews]:
-    """refine_loss's two L1s, and what the discriminator sees of the batch."""
-    warped, output, mouth = model.generator.draw(batch.portrait, batch.portrait_mesh, batch.offsets)
-    area = mouth.sum().clamp_min(1.0) * 3
-    refined = ((output - batch.truth).abs() * mouth).sum() / area
-    views = mouth_views(warped + mouth * (batch.truth - warped), output, mouth)
-    return refined, ((warped - batch.truth).abs() * mouth).sum() / area, views
+    drawn = refine_pass(model, batch)
+    return drawn.refined_l1, drawn.warp_only_l1
 
 
 @dataclass(frozen=True, eq=False)
@@ -308,15 +316,13 @@ def validate(model: DynamicsTransferGAN, held: dict[str, Clip], config: Geometry
         figures[f"{name}/mouth_gain"] = float(gap_predicted.std() / max(gap_true.std(), 1e-9))
     batch = refine_batch(list(held.values()), 48, np.random.default_rng(12345))
     with torch.no_grad():
-        refined, warp_only = refine_loss(model, batch)
-        warped, output, mouth = model.generator.draw(batch.portrait, batch.portrait_mesh, batch.offsets)
-        truth_detail = mouth_detail(batch.truth, mouth)
-        details = {name: float(mouth_detail(image, mouth) / truth_detail) for name, image in (("refined", output), ("warp_only", warped))}
+        drawn = refine_pass(model, batch)
+        truth_detail = mouth_detail(batch.truth, drawn.mouth)
     return figures | {
-        "refine_l1": float(refined),
-        "warp_only_l1": float(warp_only),
-        "refine_detail": details["refined"],
-        "warp_only_detail": details["warp_only"],
+        "refine_l1": float(drawn.refined_l1),
+        "warp_only_l1": float(drawn.warp_only_l1),
+        "refine_detail": float(mouth_detail(drawn.output, drawn.mouth) / truth_detail),
+        "warp_only_detail": float(mouth_detail(drawn.warped, drawn.mouth) / truth_detail),
     }
 
 
@@ -364,7 +370,9 @@ def train_geometry(config: GeometryTrainingConfig, run_dir: str, progress: bool 
 def adversarial_step(model: DynamicsTransferGAN, discriminator: SpatialDiscriminator, batch: RefineBatch, config, optimizers) -> dict:
     """Stage 3 on one batch: the discriminator's step on the mouth views, then -> the
     refiner's losses, the total first (its step is the caller's)."""
-    refined, warp_only, views = refine_terms(model, batch)
+    drawn = refine_pass(model, batch)
+    refined, warp_only = drawn.refined_l1, drawn.warp_only_l1
+    views = mouth_views(drawn.warped + drawn.mouth * (batch.truth - drawn.warped), drawn.output, drawn.mouth)
     if len(views.fake) == 0:
         return {"total": refined, "refine": refined, "warp_only": warp_only}
     real_logits, fake_logits = discriminator(views.real), discriminator(views.fake.detach())

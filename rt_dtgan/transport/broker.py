@@ -87,7 +87,6 @@ class _WorkerInfo:
 class _Pin:
     worker: bytes
     last_active: float
-    key: str | None = None
 
 
 class Broker:
@@ -98,7 +97,7 @@ class Broker:
         self.workers: dict[bytes, _WorkerInfo] = {}
         self.pins: dict[tuple[bytes, int], _Pin] = {}
         self._gate = serving.OpenGate(config.limits)
-        self._opening_keys: dict[tuple[bytes, int | None], str | None] = {}
+        self._client_keys: dict[bytes, str] = {}  # connection -> its CURVE key, where clients authenticate
         self._stop = threading.Event()
         self._context = zmq.Context()
         self._authenticator = None
@@ -202,15 +201,14 @@ class Broker:
         raise ProtocolError(ErrorCode.BAD_MESSAGE, f"unknown request type {kind[:40]!r}", None, seq)
 
     def _admit(self, client: bytes, key: str | None, seq: int | None) -> None:
-        """Raise STREAM_LIMIT unless the client is within its limits; remember its key for
-        the stream its worker opens."""
+        """Raise STREAM_LIMIT unless the client is within its limits; remember its connection's key."""
+        if key is not None:
+            self._client_keys[client] = key
         client_streams = sum(owner == client for owner, _ in self.pins)
-        key_streams = sum(key is not None and pin.key == key for pin in self.pins.values())
+        key_streams = sum(key is not None and self._client_keys.get(owner) == key for owner, _ in self.pins)
         refusal = self._gate.refusal(client, key, client_streams, key_streams)
         if refusal is not None:
             raise ProtocolError(ErrorCode.STREAM_LIMIT, refusal, seq=seq)
-        if key is not None:
-            self._opening_keys[(client, seq)] = key
 
     def _choose_worker(self, opening: bool, seq: int | None) -> bytes:
         candidates = [(info.free_slots, -info.last_chosen, identity) for identity, info in self.workers.items()]
@@ -270,13 +268,10 @@ class Broker:
     def _track(self, worker: bytes, client: bytes, header: dict) -> None:
         """Pin streams on OPENED; unpin on CLOSED and on the worker's 'unknown stream'."""
         kind, stream = header.get("type"), header.get("stream")
-        if kind == MessageType.ERROR:
-            self._opening_keys.pop((client, header.get("seq")), None)
         if not isinstance(stream, int):
             return
         if kind == MessageType.OPENED:
-            key = self._opening_keys.pop((client, header.get("seq")), None)
-            self.pins[(client, stream)] = _Pin(worker, time.monotonic(), key)
+            self.pins[(client, stream)] = _Pin(worker, time.monotonic())
         elif kind == MessageType.CLOSED or (kind == MessageType.ERROR and header.get("code") == ErrorCode.UNKNOWN_STREAM):
             self.pins.pop((client, stream), None)
 
@@ -297,8 +292,7 @@ class Broker:
                 worker = self.pins.pop(key).worker
                 close = encode_header(MessageType.CLOSE, seq=0, stream=key[1])
                 self._back.send_multipart([worker, client, b"", close], flags=zmq.NOBLOCK)
-            for opening in [k for k in self._opening_keys if k[0] == client]:
-                del self._opening_keys[opening]
+            self._client_keys.pop(client, None)
 
     def _forget_silent_workers(self) -> None:
         now = time.monotonic()

@@ -307,8 +307,7 @@ class Worker:
         idle_s = time.monotonic() - stream.last_active
         if idle_s < self.config.reclaim_idle_s:
             return False
-        self._pending.pop(stream_id, None)
-        self.engine.close(self._streams.pop(stream_id).engine_id)
+        self._drop(stream_id)
         log.info("stream %d, idle %.1f s, gave its slot to a new one", stream_id, idle_s)
         return True
 
@@ -317,9 +316,13 @@ class Worker:
         for client in clients:
             self._gate.forget(client)
             for stream_id in [i for i, s in self._streams.items() if s.owner == (client,)]:
-                self._pending.pop(stream_id, None)
-                self.engine.close(self._streams.pop(stream_id).engine_id)
+                self._drop(stream_id)
                 log.info("stream %d closed: its client disconnected", stream_id)
+
+    def _drop(self, stream_id: int) -> None:
+        """Close a stream and forget any frame of it still waiting."""
+        self._pending.pop(stream_id, None)
+        self.engine.close(self._streams.pop(stream_id).engine_id)
 
     def _open_engine_stream(self, faces: list[Face], strength: float) -> int:
         """An engine stream for the target ``faces[0]``, anchored on ``faces[1]`` when given;
@@ -364,8 +367,7 @@ class Worker:
     def _close_stream(self, envelope: tuple[bytes, ...], request: Request) -> None:
         if request.stream in self._pending:
             self._flush_frames()
-        stream = self._streams.pop(request.stream)
-        self.engine.close(stream.engine_id)
+        self._drop(request.stream)
         self._send(envelope, [encode_header(MessageType.CLOSED, seq=request.seq, stream=request.stream)])
 
     def _flush_frames(self) -> None:
@@ -438,7 +440,7 @@ class Worker:
             return
         self._last_expiry = now
         for stream_id in [i for i, s in self._streams.items() if now - s.last_active > self.config.idle_timeout_s]:
-            self.engine.close(self._streams.pop(stream_id).engine_id)
+            self._drop(stream_id)
             log.info("stream %d expired after %.0f s idle", stream_id, self.config.idle_timeout_s)
 
     def _heartbeat(self) -> None:

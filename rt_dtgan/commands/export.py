@@ -1,4 +1,4 @@
-"""`rt-dtgan export`: engines from a checkpoint."""
+"""`rt-dtgan export`: engines from a checkpoint, for any backend in the registry with an exporter."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from rt_dtgan.commands.common import UsageError
 
 
 def add_parsers(commands) -> None:
+    from rt_dtgan.runtime.backends import EXPORTERS, backend_name
+
     export = commands.add_parser(
         "export",
         help="build inference engines from a checkpoint",
@@ -15,23 +17,41 @@ def add_parsers(commands) -> None:
         "meta.json tying them to it. ONNX graphs run in ONNX Runtime; TensorRT plans need an NVIDIA GPU.",
     )
     export.add_argument("--checkpoint", required=True, help="the .safetensors checkpoint to export, or a shipped model name")
-    export.add_argument("--backend", choices=("onnx", "tensorrt"), default="onnx")
-    export.add_argument(
-        "--precision", choices=("fp32", "fp16"), default="fp32", help="TensorRT: fp16 runs G in float16, A and its state in float32"
-    )
+    export.add_argument("--backend", type=backend_name, choices=tuple(EXPORTERS), default="onnxruntime", help=_backend_help(EXPORTERS))
+    export.add_argument("--precision", choices=_precisions(EXPORTERS), default="fp32", help=_precision_help(EXPORTERS))
     export.add_argument("--size", type=int, choices=(64, 128, 256), help="crop size; must match the checkpoint")
     export.add_argument("--max-batch", type=int, default=32, help="most streams batched into one engine call")
     export.add_argument("--out", required=True, help="directory for the engines and meta.json")
     export.set_defaults(handler=run_export)
 
 
+def _backend_help(exporters: dict) -> str:
+    old_names = [f"{alias}: the old name of {name}" for name, entry in exporters.items() for alias in entry.aliases]
+    return "the backend that will run the engines" + (f" ({'; '.join(old_names)})" if old_names else "")
+
+
+def _precisions(exporters: dict) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(precision for entry in exporters.values() for precision in entry.precisions))
+
+
+def _precision_help(exporters: dict) -> str:
+    return f"{_offering('fp16', exporters)}: fp16 runs G in float16, A and its state in float32"
+
+
+def _offering(precision: str, exporters: dict) -> str:
+    return " or ".join(f"--backend {name}" for name, entry in exporters.items() if precision in entry.precisions)
+
+
 def run_export(args: argparse.Namespace) -> int:
     from rt_dtgan.checkpoint import load_checkpoint, resolve_checkpoint
-    from rt_dtgan.runtime.export import export_onnx
-    from rt_dtgan.runtime.tensorrt_backend import export_tensorrt
+    from rt_dtgan.runtime.backends import EXPORTERS
 
-    if args.backend == "onnx" and args.precision == "fp16":
-        raise UsageError("ONNX graphs are exported in fp32; fp16 is a TensorRT build option (--backend tensorrt)")
+    exporter = EXPORTERS[args.backend]
+    if args.precision not in exporter.precisions:
+        raise UsageError(
+            f"{exporter.engines} are exported in {'/'.join(exporter.precisions)}; "
+            f"{args.precision} is a build option of {_offering(args.precision, EXPORTERS)}"
+        )
     if args.max_batch < 1:
         raise UsageError("--max-batch must be at least 1")
     checkpoint = resolve_checkpoint(args.checkpoint)
@@ -39,10 +59,7 @@ def run_export(args: argparse.Namespace) -> int:
     if args.size is not None and args.size != model.config.image_size:
         raise UsageError(f"--size {args.size} does not match the checkpoint's {model.config.image_size} px crops")
     print(f"exporting {args.checkpoint} ({model.config.image_size} px) to {args.out} ...", flush=True)
-    if args.backend == "tensorrt":
-        meta = export_tensorrt(model, args.out, checkpoint, precision=args.precision, max_batch=args.max_batch)
-    else:
-        meta = export_onnx(model, args.out, checkpoint, max_batch=args.max_batch)
+    meta = exporter.export(model, args.out, checkpoint, precision=args.precision, max_batch=args.max_batch)
     for name, graph in meta["graphs"].items():
         built = graph.get("plan", graph["onnx"])
         print(f"  {name:<10} {built}")

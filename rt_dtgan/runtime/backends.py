@@ -1,47 +1,30 @@
-"""Backends run the stream graphs by name: ``run(graph, inputs) -> outputs``, dicts of
-float32 tensors named as in ``graph_specs``, batch first. The StreamEngine needs nothing
-else, so a backend can be torch modules, ONNX Runtime sessions or TensorRT engines.
+"""The backends and their registry. A backend runs the stream graphs by name (the Backend
+protocol, ``runtime/backend_protocol.py``); the StreamEngine needs nothing else, so a
+backend can be torch modules, ONNX Runtime sessions or TensorRT engines.
 
 A backend takes at most ``max_batch`` streams in one call (None: no limit) and refuses
-more; ``run_in_chunks`` splits a larger batch into calls it takes."""
+more; ``run_in_chunks`` splits a larger batch into calls it takes.
+
+``BACKENDS`` registers every backend by name (a ``BackendEntry``: its opener, its exporter,
+when ``auto`` takes it); ``open_backend`` and ``rt-dtgan export`` read nothing else. A new
+backend is a module with its class and entry, and that entry added to ``BACKENDS``."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from rt_dtgan.config import ModelConfig
 from rt_dtgan.models import DynamicsTransferGAN
-from rt_dtgan.runtime.export import EngineError, meta_model_config, read_meta
+from rt_dtgan.runtime.backend_protocol import Backend, BackendEntry, OpenRequest, check_batch
+from rt_dtgan.runtime.export import GENERATOR_DTYPES, META_FILE, EngineError, export_onnx, load_meta, meta_model_config, read_meta
 from rt_dtgan.runtime.graphs import graph_specs
-
-
-class Backend(Protocol):
-    name: str
-    config: ModelConfig
-    device: torch.device
-    max_batch: int | None
-
-    def run(self, graph: str, inputs: dict[str, Tensor]) -> dict[str, Tensor]: ...
-
-    def describe(self) -> str: ...
-
-
-def check_batch(backend: Backend, graph: str, inputs: dict[str, Tensor]) -> int:
-    """-> the batch size of ``inputs``; raises EngineError beyond the backend's max_batch."""
-    batch = next(iter(inputs.values())).shape[0]
-    if backend.max_batch is not None and batch > backend.max_batch:
-        raise EngineError(
-            f"{graph}: a batch of {batch} streams is more than this {backend.name} backend takes in one call "
-            f"({backend.max_batch}); split it (run_in_chunks), or export with a larger --max-batch"
-        )
-    return batch
+from rt_dtgan.runtime.tensorrt_backend import TENSORRT
 
 
 def run_in_chunks(backend: Backend, graph: str, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -144,7 +127,8 @@ class TorchBackend:
 
 
 class OnnxRuntimeBackend:
-    """The exported ONNX graphs in ONNX Runtime sessions (CPU, or CUDA where present)."""
+    """The exported ONNX graphs in ONNX Runtime sessions (CPU, or CUDA where present).
+    ``meta``: engine_dir's meta.json when already loaded (load_meta), so it is read once."""
 
     name = "onnxruntime"
 
@@ -154,11 +138,12 @@ class OnnxRuntimeBackend:
         checkpoint: str | os.PathLike | None = None,
         threads: int | None = None,
         providers: list[str] | None = None,
+        meta: dict | None = None,
     ) -> None:
         import onnxruntime
 
-        meta = read_meta(engine_dir, checkpoint)
-        if meta["backend"] != "onnx":
+        meta = read_meta(engine_dir, checkpoint, meta)
+        if not ONNXRUNTIME.built(meta):
             raise EngineError(f"{engine_dir}: holds {meta['backend']} engines, not ONNX graphs")
         self.config = meta_model_config(meta)
         self.device = torch.device("cpu")
@@ -188,7 +173,39 @@ class OnnxRuntimeBackend:
         return f"onnxruntime {onnxruntime.__version__}, {self.providers[0]}, {threads} threads"
 
 
-BACKEND_CHOICES = ("auto", "torch", "onnxruntime", "tensorrt")
+def _open_torch(request: OpenRequest) -> TorchBackend:
+    """The checkpoint in torch: float16 G on a CUDA GPU (replaying CUDA graphs with
+    ``cuda_graphs``), float32 on the CPU."""
+    from rt_dtgan.checkpoint import load_checkpoint
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if request.threads:
+        torch.set_num_threads(request.threads)
+    return TorchBackend(load_checkpoint(request.checkpoint), device=device, cuda_graphs=request.cuda_graphs)
+
+
+def _open_onnxruntime(request: OpenRequest) -> OnnxRuntimeBackend:
+    return OnnxRuntimeBackend(request.engine_dir, request.checkpoint, threads=request.threads, meta=request.meta)
+
+
+def _export_onnxruntime(model, out_dir: str | os.PathLike, checkpoint, *, precision: str, max_batch: int) -> dict:
+    return export_onnx(model, out_dir, checkpoint, max_batch=max_batch, generator_dtype=GENERATOR_DTYPES[precision])
+
+
+TORCH = BackendEntry("torch", _open_torch)
+ONNXRUNTIME = BackendEntry(
+    "onnxruntime", _open_onnxruntime, engines="ONNX graphs", export=_export_onnxruntime, precisions=("fp32",), aliases=("onnx",)
+)
+
+BACKENDS = {entry.name: entry for entry in (TORCH, ONNXRUNTIME, TENSORRT)}
+BACKEND_CHOICES = ("auto", *BACKENDS)
+EXPORTERS = {name: entry for name, entry in BACKENDS.items() if entry.export is not None}
+
+
+def backend_name(name: str) -> str:
+    """The registered name for ``name``: an old name (an entry's alias) gives the current
+    one, any other name comes back as it is."""
+    return next((entry.name for entry in BACKENDS.values() if name in entry.aliases), name)
 
 
 def open_backend(
@@ -199,37 +216,36 @@ def open_backend(
     cuda_graphs: bool = False,
 ) -> tuple[Backend, str]:
     """The backend ``kind`` (one of BACKEND_CHOICES) for ``checkpoint`` -> (backend, why it
-    was chosen). ``auto`` takes TensorRT plans or ONNX graphs from ``engine_dir`` when they
-    were built from this checkpoint (and TensorRT can run here), else torch: float16 on a
-    CUDA GPU (replaying CUDA graphs with ``cuda_graphs``), float32 on the CPU."""
+    was chosen). ``auto`` runs the engines in ``engine_dir`` (TensorRT plans where TensorRT
+    runs, ONNX graphs) with the backend they were built for, else torch: float16 on a CUDA
+    GPU (replaying CUDA graphs with ``cuda_graphs``), float32 on the CPU. Engines built
+    from another checkpoint are refused."""
     if kind not in BACKEND_CHOICES:
         raise ValueError(f"unknown backend {kind!r}; choose one of {BACKEND_CHOICES}")
-    if kind in ("onnxruntime", "tensorrt") and engine_dir is None:
+    request = OpenRequest(checkpoint, engine_dir, threads, cuda_graphs)
+    if kind == "auto":
+        return _open_auto(request)
+    entry = BACKENDS[kind]
+    if entry.engines is None:
+        return entry.open(request), "asked for"
+    if engine_dir is None:
         raise EngineError(f"the {kind} backend runs exported engines: pass --engines DIR (made by `rt-dtgan export`)")
-    if kind == "tensorrt" or (kind == "auto" and _tensorrt_ready(engine_dir)):
-        from rt_dtgan.runtime.tensorrt_backend import TensorRTBackend
-
-        return TensorRTBackend(engine_dir, checkpoint), "TensorRT plans from " + str(engine_dir)
-    if kind == "onnxruntime" or (kind == "auto" and _engine_kind(engine_dir) == "onnx"):
-        return OnnxRuntimeBackend(engine_dir, checkpoint, threads=threads), "ONNX graphs from " + str(engine_dir)
-    from rt_dtgan.checkpoint import load_checkpoint
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    if threads:
-        torch.set_num_threads(threads)
-    why = "no engines given" if engine_dir is None else f"no usable engines in {engine_dir}"
-    return TorchBackend(load_checkpoint(checkpoint), device=device, cuda_graphs=cuda_graphs), why if kind == "auto" else "asked for"
+    return entry.open(request), f"{entry.engines} from {engine_dir}"
 
 
-def _engine_kind(engine_dir: str | os.PathLike | None) -> str | None:
-    if engine_dir is None or not (Path(engine_dir) / "meta.json").is_file():
-        return None
-    import json
+def _open_auto(request: OpenRequest) -> tuple[Backend, str]:
+    """The first registered backend that the engines in ``engine_dir`` were built for and
+    that runs here, else torch. meta.json is loaded once, here, and checked by the opener."""
+    meta = _engine_meta(request.engine_dir)
+    for entry in BACKENDS.values():
+        if entry.engines is not None and entry.built(meta) and entry.runs_here():
+            return entry.open(dataclasses.replace(request, meta=meta)), f"{entry.engines} from {request.engine_dir}"
+    why = "no engines given" if request.engine_dir is None else f"no usable engines in {request.engine_dir}"
+    return TORCH.open(request), why
 
-    return json.loads((Path(engine_dir) / "meta.json").read_text()).get("backend")
 
-
-def _tensorrt_ready(engine_dir: str | os.PathLike | None) -> bool:
-    import importlib.util
-
-    return _engine_kind(engine_dir) == "tensorrt" and torch.cuda.is_available() and importlib.util.find_spec("tensorrt") is not None
+def _engine_meta(engine_dir: str | os.PathLike | None) -> dict:
+    """engine_dir's meta.json as written, unchecked; empty without one."""
+    if engine_dir is None or not (Path(engine_dir) / META_FILE).is_file():
+        return {}
+    return load_meta(engine_dir)

@@ -3,13 +3,15 @@
 An engine directory holds ``target.onnx``, ``calibrate.onnx``, ``step.onnx`` (and for
 TensorRT the matching ``.plan`` files) beside ``meta.json``:
 
-    {"format": "rt-dtgan-engines", "format_version": 1, "backend": "onnx" | "tensorrt",
+    {"format": "rt-dtgan-engines", "format_version": 1, "backend": "onnxruntime" | "tensorrt",
      "precision": "fp32" | "fp16" (G in float16; A and its state float32), "max_batch": N, "model_config": {...},
      "checkpoint": {"file": NAME, "sha256": HEX},
      "graphs": {NAME: {"onnx": FILE, "onnx_sha256": HEX, "inputs": {...}, "outputs": {...}}},
      "versions": {"torch": ..., "onnx": ..., "opset": ...}}
 
-A loader checks the hashes and refuses a directory whose meta does not match.
+"backend" names the backend that runs the engines (folders exported before it was renamed
+say "onnx" for ONNX Runtime, and still load). A loader checks the hashes and refuses a
+directory whose meta does not match.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ ENGINE_FORMAT = "rt-dtgan-engines"
 ENGINE_FORMAT_VERSION = 1
 OPSET = 18
 META_FILE = "meta.json"
+GENERATOR_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 
 
 class EngineError(RtDtganError, ValueError):
@@ -79,7 +82,7 @@ def export_onnx(
     meta = {
         "format": ENGINE_FORMAT,
         "format_version": ENGINE_FORMAT_VERSION,
-        "backend": "onnx",
+        "backend": "onnxruntime",
         "precision": "fp32" if generator_dtype == torch.float32 else "fp16",
         "max_batch": max_batch,
         "model_config": model.config.to_dict(),
@@ -134,17 +137,25 @@ def write_meta(out_dir: Path, meta: dict) -> None:
     (out_dir / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 
-def read_meta(engine_dir: str | os.PathLike, checkpoint: str | os.PathLike | None = None) -> dict:
-    """Read and check ``engine_dir/meta.json``: format, graph files and their hashes, and,
-    when ``checkpoint`` is given, that the engines were built from it. Raises EngineError."""
-    engine_dir = Path(engine_dir)
-    meta_path = engine_dir / META_FILE
+def load_meta(engine_dir: str | os.PathLike) -> dict:
+    """``engine_dir/meta.json`` as written, unchecked. Raises EngineError when it is missing
+    or not JSON."""
+    meta_path = Path(engine_dir) / META_FILE
     if not meta_path.is_file():
         raise EngineError(f"{engine_dir}: no {META_FILE}; build engines with `rt-dtgan export`")
     try:
-        meta = json.loads(meta_path.read_text())
+        return json.loads(meta_path.read_text())
     except json.JSONDecodeError as error:
         raise EngineError(f"{meta_path}: not valid JSON: {error}") from error
+
+
+def read_meta(engine_dir: str | os.PathLike, checkpoint: str | os.PathLike | None = None, meta: dict | None = None) -> dict:
+    """Read and check ``engine_dir/meta.json`` (``meta``: its contents when already loaded,
+    so the file is read once): format, graph files and their hashes, and, when
+    ``checkpoint`` is given, that the engines were built from it. Raises EngineError."""
+    engine_dir = Path(engine_dir)
+    meta_path = engine_dir / META_FILE
+    meta = load_meta(engine_dir) if meta is None else meta
     if meta.get("format") != ENGINE_FORMAT or meta.get("format_version") != ENGINE_FORMAT_VERSION:
         raise EngineError(f"{meta_path}: not an rt-dtgan engine meta of version {ENGINE_FORMAT_VERSION}")
     for graph in meta["graphs"].values():

@@ -18,6 +18,7 @@ ONNX graph are tested without TensorRT, against a stand-in for its API.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +27,8 @@ import torch
 from torch import Tensor
 
 from rt_dtgan.optional import require
-from rt_dtgan.runtime.backends import check_batch
-from rt_dtgan.runtime.export import EngineError, export_onnx, file_sha256, meta_model_config, read_meta, write_meta
+from rt_dtgan.runtime.backend_protocol import BackendEntry, OpenRequest, check_batch
+from rt_dtgan.runtime.export import GENERATOR_DTYPES, EngineError, export_onnx, file_sha256, meta_model_config, read_meta, write_meta
 
 WORKSPACE_BYTES = 2 << 30
 
@@ -47,6 +48,11 @@ def current_machine() -> Machine:
         raise EngineError("the TensorRT backend needs an NVIDIA GPU with CUDA, and torch sees none")
     major, minor = torch.cuda.get_device_capability(0)
     return Machine(trt.__version__, torch.cuda.get_device_name(0), f"{major}.{minor}")
+
+
+def runs_here() -> bool:
+    """Whether TensorRT plans can run on this machine: a CUDA GPU and the tensorrt package."""
+    return torch.cuda.is_available() and importlib.util.find_spec("tensorrt") is not None
 
 
 def check_machine(meta: dict, machine: Machine, engine_dir: str | os.PathLike) -> None:
@@ -69,8 +75,7 @@ def export_tensorrt(model, out_dir: str | os.PathLike, checkpoint, precision: st
     graphs alone, which ONNX Runtime runs."""
     trt = require("tensorrt", "the TensorRT backend")
     machine = current_machine()
-    generator_dtype = {"fp16": torch.float16, "fp32": torch.float32}[precision]
-    meta = export_onnx(model, out_dir, checkpoint, max_batch=max_batch, generator_dtype=generator_dtype)
+    meta = export_onnx(model, out_dir, checkpoint, max_batch=max_batch, generator_dtype=GENERATOR_DTYPES[precision])
     logger = trt.Logger(trt.Logger.WARNING)
     for name, graph in meta["graphs"].items():
         plan_path = Path(out_dir) / f"{name}.plan"
@@ -112,13 +117,14 @@ class TensorRTBackend:
     """Runs the plans on the GPU. Names, modes and dtypes of each plan's tensors are read
     from the plan and must match meta.json (float32 in and out). Per graph and batch size,
     buffers are allocated once; addresses are set again only when the batch size changes.
-    A batch beyond the plans' ``max_batch`` is refused (the engine splits larger ones)."""
+    A batch beyond the plans' ``max_batch`` is refused (the engine splits larger ones).
+    ``meta``: engine_dir's meta.json when already loaded (load_meta), so it is read once."""
 
     name = "tensorrt"
 
-    def __init__(self, engine_dir: str | os.PathLike, checkpoint: str | os.PathLike | None = None) -> None:
+    def __init__(self, engine_dir: str | os.PathLike, checkpoint: str | os.PathLike | None = None, meta: dict | None = None) -> None:
         trt = require("tensorrt", "the TensorRT backend")
-        meta = read_meta(engine_dir, checkpoint)
+        meta = read_meta(engine_dir, checkpoint, meta)
         check_machine(meta, current_machine(), engine_dir)
         self.config = meta_model_config(meta)
         self.device = torch.device("cuda")
@@ -211,3 +217,12 @@ def check_engine_tensors(trt, engine, graph: dict, max_batch: int, name: str) ->
 def _set_input_shape(context, graph: str, name: str, shape) -> None:
     if not context.set_input_shape(name, tuple(shape)):
         raise EngineError(f"{graph}: TensorRT refused the shape {tuple(shape)} for {name}")
+
+
+def _open(request: OpenRequest) -> TensorRTBackend:
+    return TensorRTBackend(request.engine_dir, request.checkpoint, meta=request.meta)
+
+
+TENSORRT = BackendEntry(
+    "tensorrt", _open, engines="TensorRT plans", runs_here=runs_here, export=export_tensorrt, precisions=("fp32", "fp16")
+)

@@ -2,9 +2,11 @@
 paste back, sink; throughput unpaced; and, paced at the source rate, the latency from frame
 arrival to sink and the frames dropped.
 
-The path runs as ``rt-dtgan live`` runs it: decoding and face tracking on one thread
-(TrackingStage), the engine and paste-back on the main thread, the sink writing on its own
-thread (ThreadedSink); the latency ends when the sink has written the frame.
+The path is the one ``rt-dtgan live`` runs, the library's frame loop (pipeline.run_frames):
+decoding and face tracking on one thread (TrackingStage), the engine and paste-back on the
+main thread, the sink writing on its own thread (ThreadedSink); the latency ends when the
+sink has written the frame. The stages are timed by the loop's frame reports, the capture
+(decode) and the sink.
 
     python bench/latency.py --size 128 --backend onnxruntime --frames 600 [--source VIDEO] \
         --json bench/results/latency-cpu-128.json [--plot bench/results/latency-cpu-128.png]
@@ -30,18 +32,35 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import environment, percentiles, print_table, write_json  # noqa: E402
 
 from rt_dtgan.checkpoint import resolve_checkpoint, save_checkpoint  # noqa: E402
-from rt_dtgan.commands.common import load_target_spec, synthetic_source_factory  # noqa: E402
 from rt_dtgan.config import ModelConfig  # noqa: E402
 from rt_dtgan.face import FaceTracker  # noqa: E402
-from rt_dtgan.media import CaptureEnded, LatestFrameCapture, Sink, ThreadedSink, open_sink, open_source  # noqa: E402
+from rt_dtgan.media import (  # noqa: E402
+    Capture,
+    CaptureEnded,
+    CaptureState,
+    CaptureStatus,
+    LatestFrameCapture,
+    Sink,
+    ThreadedSink,
+    open_sink,
+    open_source,
+)
 from rt_dtgan.models import DynamicsTransferGAN  # noqa: E402
-from rt_dtgan.pipeline import FaceTransfer, LocalDriver, TrackingStage  # noqa: E402
+from rt_dtgan.pipeline import (  # noqa: E402
+    FaceTransfer,
+    FrameHooks,
+    LocalDriver,
+    load_target_spec,
+    run_frames,
+    synthetic_source_factory,
+)
 from rt_dtgan.runtime.backends import open_backend  # noqa: E402
 from rt_dtgan.runtime.engine import StreamEngine  # noqa: E402
 from rt_dtgan.runtime.export import export_onnx  # noqa: E402
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 STAGES = ("decode", "track", "align", "engine", "paste", "sink")
+WAIT_S = 5.0  # a frame not tracked within this ends a run (a hung tracker), in seconds
 
 
 def parse_args() -> argparse.Namespace:
@@ -83,7 +102,7 @@ def make_engine(args: argparse.Namespace, workdir: Path) -> tuple[StreamEngine, 
     return StreamEngine(backend), backend.describe()
 
 
-class LoopingCapture:
+class LoopingCapture(Capture):
     """The frames of a source, opened again at its end (timestamps keep increasing), each
     read timed (decode), ``remaining`` at a time, then CaptureEnded (``allow`` gives more).
     It decodes on the thread that calls ``get`` (the tracking thread)."""
@@ -100,6 +119,14 @@ class LoopingCapture:
 
     def _open(self):
         return open_source(self.spec, pace=False, synthetic_factory=synthetic_source_factory(None))
+
+    @property
+    def status(self) -> CaptureStatus:
+        """Ended, without an error, once the frames allowed are delivered."""
+        return CaptureStatus(CaptureState.ENDED if self.remaining == 0 else CaptureState.CONNECTED)
+
+    def close(self) -> None:
+        self.source.close()
 
     def get(self, timeout: float | None = None):
         if self.remaining == 0:
@@ -139,24 +166,25 @@ class TimedSink(Sink):
         self.sink.close()
 
 
-def run_staged(transfer: FaceTransfer, capture, sink: Sink, frames: int):
-    """Tracking on its own thread, render here, the sink on its own thread -> (reports, seconds)."""
-    reports, began = [], time.perf_counter()
-    stage = TrackingStage(transfer, capture)
-    try:
-        while len(reports) < frames:
-            item = stage.get(timeout=5.0)
-            if item is None:
-                break
-            image, report = transfer.render(item)
-            sink.write(item.frame.with_image(image))
-            reports.append(report)
-    except CaptureEnded:
-        pass
-    finally:
-        stage.close()
-        sink.close()
-    return reports, time.perf_counter() - began
+class Reports(FrameHooks):
+    """The loop's report of each frame; a frame that takes over WAIT_S to track ends the run."""
+
+    def __init__(self) -> None:
+        self.reports = []
+
+    def written(self, frame, report) -> None:
+        self.reports.append(report)
+
+    def waiting(self) -> bool:
+        return False
+
+
+def run_staged(transfer: FaceTransfer, capture: Capture, sink: Sink, frames: int):
+    """The library's frame loop over ``frames`` frames, then the sink closed -> (reports, seconds)."""
+    collected, began = Reports(), time.perf_counter()
+    with sink:
+        run_frames(transfer, capture, sink, collected, frames=frames, wait_s=WAIT_S)
+    return collected.reports, time.perf_counter() - began
 
 
 def unpaced_run(transfer: FaceTransfer, capture: LoopingCapture, out: Path, size: tuple[int, int], frames: int):
@@ -214,7 +242,7 @@ def main() -> None:
         looping = LoopingCapture(source_spec)
         unpaced_run(transfer, looping, Path(workdir) / f"warmup.{args.sink}", size, 20)
         stages, fps, found = unpaced_run(transfer, looping, Path(workdir) / f"unpaced.{args.sink}", size, args.frames)
-        looping.source.close()
+        looping.close()
         transfer.close()
         transfer = FaceTransfer(LocalDriver(engine, target), target, FaceTracker(config))
         paced, dropped, source_fps = paced_run(transfer, source_spec, Path(workdir) / f"paced.{args.sink}", size, args.paced_frames)

@@ -13,10 +13,9 @@ from conftest import make_lively_model
 
 from rt_dtgan.checkpoint import save_checkpoint
 from rt_dtgan.cli import main
-from rt_dtgan.commands.common import synthetic_source_factory
 from rt_dtgan.face import FaceTracker, load_target
 from rt_dtgan.media import BlockingCapture, CaptureEnded, open_source
-from rt_dtgan.pipeline import FaceTransfer, LocalDriver, TrackingStage
+from rt_dtgan.pipeline import FaceTransfer, LocalDriver, TrackingStage, synthetic_source_factory
 from rt_dtgan.runtime.backends import TorchBackend
 from rt_dtgan.runtime.engine import StreamEngine
 
@@ -82,7 +81,7 @@ def test_an_automatic_reference_gives_the_same_frames_offline_and_live(checkpoin
 
 
 def _local_transfer(model) -> FaceTransfer:
-    from rt_dtgan.commands.common import load_target_spec
+    from rt_dtgan.pipeline import load_target_spec
 
     target = load_target_spec(TARGET, model.config.preprocess)
     return FaceTransfer(LocalDriver(StreamEngine(TorchBackend(model)), target), target, FaceTracker(model.config.preprocess))
@@ -124,7 +123,7 @@ def test_a_tracking_error_reaches_the_rendering_thread():
 
 
 def test_a_lost_face_holds_the_output_and_leaves_the_engine_alone(tmp_path):
-    from rt_dtgan.commands.common import load_target_spec
+    from rt_dtgan.pipeline import load_target_spec
 
     model = make_lively_model(64)
     engine = StreamEngine(TorchBackend(model))
@@ -177,31 +176,57 @@ def test_visualize_draws_the_dynamics_beside_the_source_face(checkpoint, tmp_pat
 
 
 def test_control_channel_recalibrates_and_quits_a_running_live(checkpoint, tmp_path):
+    """A recalibrate makes the next frame the anchor y0, so that it gives the neutral output
+    again, as frame 0 did; quit ends the run."""
     import json
     import socket
+    import time
 
     import zmq
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         address = f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+    out = tmp_path / "live.y4m"
     argv = ["live", "--checkpoint", str(checkpoint), "--source", SOURCE, "--target", TARGET, "--no-pace"]
-    argv += ["--control", address, "--output", str(tmp_path / "live.y4m")]
+    argv += ["--control", address, "--output", str(out)]
     result = {}
     runner = threading.Thread(target=lambda: result.setdefault("status", main(argv)), daemon=True)
     runner.start()
+
+    def written() -> list[bytes]:
+        """The frames in the output so far, as Y4M payloads (the last one may be partial)."""
+        return out.read_bytes().split(b"FRAME\n")[1:] if out.exists() else []
+
+    def wait_for(condition, what: str) -> list[bytes]:
+        deadline = time.monotonic() + 60
+        while not condition(frames := written()):
+            assert runner.is_alive() and time.monotonic() < deadline, f"live did not write {what}"
+            time.sleep(0.05)
+        return frames
+
     requester = zmq.Context.instance().socket(zmq.REQ)
     requester.setsockopt(zmq.LINGER, 0)
     requester.setsockopt(zmq.RCVTIMEO, 60_000)
     requester.connect(address)
-    replies = []
-    for command in ("recalibrate", "dance", "quit"):
+
+    def ask(command: str) -> dict:
         requester.send_json({"command": command})
-        replies.append(json.loads(requester.recv()))
+        return json.loads(requester.recv())
+
+    before = len(wait_for(lambda frames: len(frames) >= 3, "3 frames"))
+    recalibrated = ask("recalibrate")
+    acknowledged = len(written())
+    wait_for(lambda frames: frames[0] in frames[before:], "frame 0's neutral output again after the recalibrate")
+    unknown, quitted = ask("dance"), ask("quit")
     requester.close()
     runner.join(timeout=60)
     assert not runner.is_alive() and result["status"] == 0
-    assert replies[0] == {"ok": True} and replies[2] == {"ok": True}
-    assert replies[1]["ok"] is False and "unknown command 'dance'" in replies[1]["error"]
-    # Commands that arrive together are answered in one poll, so quitting can come on any frame.
-    assert len(decoded(tmp_path / "live.y4m")) >= 1
+    assert recalibrated == {"ok": True} and quitted == {"ok": True}
+    assert unknown["ok"] is False and "unknown command 'dance'" in unknown["error"]
+    frames = decoded(out)
+    # Only an anchor's frame gives exactly the neutral output: frame 0, and the one after the
+    # frame on which the command was read. The output is written on its own thread, up to
+    # three frames behind the loop that answered.
+    neutral = [index for index, frame in enumerate(frames) if np.array_equal(frame, frames[0])]
+    assert len(neutral) == 2 and before <= neutral[1] <= acknowledged + 3, (before, neutral, acknowledged)

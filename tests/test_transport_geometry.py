@@ -19,7 +19,7 @@ from conftest import LOOPBACK, header, make_lively_geometry_model, new_worker, s
 from rt_dtgan.config import MESH_POINTS, PreprocessConfig
 from rt_dtgan.models import DynamicsTransferGAN
 from rt_dtgan.models.warp import MOVING_POINTS
-from rt_dtgan.pipeline import FaceTransfer, LocalDriver, RemoteDriver, TrackedFrame
+from rt_dtgan.pipeline import FaceTransfer, LocalDriver, TrackedFrame
 from rt_dtgan.runtime.backends import TorchBackend
 from rt_dtgan.runtime.engine import Face, StreamEngine
 from rt_dtgan.runtime.warping import KeypointMotion
@@ -30,12 +30,15 @@ from rt_dtgan.transport import (
     ErrorCode,
     ModelInfo,
     ProtocolError,
+    RemoteDriver,
     StreamClient,
 )
 from rt_dtgan.transport.protocol import JpegCodec, decode_motion, encode_motion
 
 SIZE = 64
 MESH_BYTES = MESH_POINTS * 2 * 4
+# Seconds to wait for something to happen: long enough only to catch a hang, not to time anything.
+HANG_S = 30.0
 
 
 # Each module's tests run torch on one thread, as a worker beside a tracker does.
@@ -183,11 +186,11 @@ def test_a_reopened_stream_keeps_its_anchor_with_its_mesh(geometry_model, portra
     engine = StreamEngine(TorchBackend(geometry_model))
     stream = engine.open(portrait)
     engine.recalibrate(stream, first)  # the stream is reopened with its first frame as the anchor
-    with serving(new_worker(geometry_model, idle_timeout_s=0.5)) as worker:
+    with serving(new_worker(geometry_model, idle_timeout_s=2.0)) as worker:
         with StreamClient(ClientConfig(address=worker.address, reply_timeout_s=5.0)) as client:
             client.open(portrait.crop, target_mesh=portrait.mesh)
             assert client.process(first.crop, mesh=first.mesh).motion.still
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + HANG_S
             while worker.stream_ids and time.monotonic() < deadline:
                 time.sleep(0.1)
             assert not worker.stream_ids, "idle stream did not expire"
@@ -351,7 +354,7 @@ def test_a_broker_keeps_to_one_model(geometry_model, lively_model):
         geometry = new_worker(geometry_model, bind=None, broker=broker.back_address, heartbeat_s=0.1, name="geometry")
         paper = new_worker(lively_model, bind=None, broker=broker.back_address, heartbeat_s=0.1, name="paper")
         with serving(geometry):
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + HANG_S
             while not broker.workers and time.monotonic() < deadline:
                 time.sleep(0.05)
             with serving(paper):

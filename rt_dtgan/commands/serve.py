@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from rt_dtgan.commands.common import add_model_arguments, open_engine
+from rt_dtgan.commands.common import add_model_arguments, engine_from_arguments
+from rt_dtgan.transport.addresses import DEFAULT_ADDRESS, DEFAULT_BROKER_BACK
 from rt_dtgan.transport.serving import ClientLimits
 
 
@@ -17,7 +18,7 @@ def add_parsers(commands) -> None:
         description="Binds to loopback unless told otherwise; any other address needs --curve-dir.",
     )
     where = serve.add_mutually_exclusive_group()
-    where.add_argument("--bind", help="address to serve on (default: tcp://127.0.0.1:5555)")
+    where.add_argument("--bind", help=f"address to serve on (default: {DEFAULT_ADDRESS})")
     where.add_argument("--broker", help="instead of binding, join a broker's back end at this address")
     serve.add_argument("--max-streams", type=int, default=16)
     serve.add_argument("--idle-timeout", type=float, default=60.0, help="seconds before an idle stream expires")
@@ -30,8 +31,8 @@ def add_parsers(commands) -> None:
     serve.set_defaults(handler=run_serve)
 
     broker = commands.add_parser("broker", help="spread streams over several workers (load balancing)")
-    broker.add_argument("--front", default="tcp://127.0.0.1:5555", help="address clients connect to")
-    broker.add_argument("--back", default="tcp://127.0.0.1:5556", help="address workers connect to")
+    broker.add_argument("--front", default=DEFAULT_ADDRESS, help="address clients connect to")
+    broker.add_argument("--back", default=DEFAULT_BROKER_BACK, help="address workers connect to")
     broker.add_argument("--curve-dir", type=Path, help="as for serve; needed beyond loopback")
     add_limit_arguments(broker)
     broker.set_defaults(handler=run_broker)
@@ -67,8 +68,8 @@ def run_serve(args: argparse.Namespace) -> int:
     if args.broker:
         config = WorkerConfig(bind=None, broker=args.broker, **options)
     else:
-        config = WorkerConfig(bind=args.bind or "tcp://127.0.0.1:5555", **options)
-    engine, checkpoint = open_engine(args)
+        config = WorkerConfig(bind=args.bind or DEFAULT_ADDRESS, **options)
+    engine, checkpoint = engine_from_arguments(args)
     print(f"serving {checkpoint} on {config.bind or 'broker ' + config.broker}; Ctrl-C stops", file=sys.stderr)
     run_worker(config, engine)
     return 0

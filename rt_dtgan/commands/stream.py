@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
-from rt_dtgan.commands.common import UsageError, add_model_arguments, load_target_spec, open_engine, synthetic_source_factory
+from rt_dtgan.commands.common import UsageError, add_model_arguments, check_synthetic_spec, engine_from_arguments
+from rt_dtgan.pipeline.hooks import FrameHooks
 
-STATUS_INTERVAL_S = 0.5
+SOURCE_WAIT_S = 1.0  # live says it waits for the source after this long without a frame
 DEMO_NEXT_STEP = "next: rt-dtgan live --camera 0 --target your-photo.jpg  (or --source your-video.mp4)"
 PORTRAIT_SIZE = 1280  # default working size: a larger portrait is brought to this longest side, in pixels, at load
 MIN_PORTRAIT_SIZE = 64
@@ -98,7 +98,7 @@ def _open_transfer(args: argparse.Namespace, source_spec: str, pace: bool, size=
     """-> (source, FaceTransfer) for the parsed arguments, on a local or a remote engine."""
     from rt_dtgan.face import FaceTracker, NeutralPicker, TrackerConfig, load_target
     from rt_dtgan.media import open_source, parse_size
-    from rt_dtgan.pipeline import FaceTransfer
+    from rt_dtgan.pipeline import FaceTransfer, load_target_spec, synthetic_source_factory
 
     if args.frames is not None and args.frames < 1:
         raise UsageError("--frames must be at least 1")
@@ -108,6 +108,8 @@ def _open_transfer(args: argparse.Namespace, source_spec: str, pace: bool, size=
         raise UsageError("--reference and --auto-reference exclude each other")
     if args.portrait_size != 0 and args.portrait_size < MIN_PORTRAIT_SIZE:
         raise UsageError(f"--portrait-size must be at least {MIN_PORTRAIT_SIZE} pixels, or 0 to keep the portrait's own size")
+    for spec in (args.target, source_spec):
+        check_synthetic_spec(str(spec))
     max_side = args.portrait_size or None
     config, make_driver = _remote_engine(args, blocking=not pace) if getattr(args, "remote", None) else _local_engine(args)
     target = load_target_spec(args.target, config, max_side=max_side)
@@ -134,15 +136,14 @@ def _local_engine(args: argparse.Namespace):
     """-> (the model's PreprocessConfig, make_driver(target, reference)), both aligned faces."""
     from rt_dtgan.pipeline import LocalDriver
 
-    engine, _ = open_engine(args)
+    engine, _ = engine_from_arguments(args)
     return engine.backend.config.preprocess, lambda target, reference: LocalDriver(engine, target, reference, args.strength)
 
 
 def _remote_engine(args: argparse.Namespace, blocking: bool):
     """As _local_engine, for a worker at --remote: crops aligned as its model says, sent with
     their meshes where it reads meshes or warps."""
-    from rt_dtgan.pipeline import RemoteDriver
-    from rt_dtgan.transport import ClientConfig, ClientKeys, StreamClient
+    from rt_dtgan.transport import ClientConfig, ClientKeys, RemoteDriver, StreamClient
 
     if bool(args.client_key) != bool(args.server_key):
         raise UsageError("--client-key and --server-key go together (both made by `rt-dtgan keys`)")
@@ -162,73 +163,44 @@ def _remote_engine(args: argparse.Namespace, blocking: bool):
 def run_transfer(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from rt_dtgan.media import BlockingCapture, CaptureEnded, open_sinks
-    from rt_dtgan.pipeline import TrackingStage
+    from rt_dtgan.media import BlockingCapture, open_sinks
+    from rt_dtgan.pipeline import run_frames
 
     source, transfer = _open_transfer(args, args.source, pace=False)
     height, width = transfer.target.image.shape[:2]
-    found = total = 0
     with source, BlockingCapture(source) as capture, open_sinks([args.out], width, height, source.fps) as sink:
-        stage = TrackingStage(transfer, capture)
         known = [count for count in (args.frames, source.frame_count) if count]
         bar = tqdm(total=min(known) if known else None, desc="transfer", unit="frame", file=sys.stderr)
+        progress = _Progress(bar)
         try:
-            while args.frames is None or total < args.frames:
-                item = stage.get()
-                image, report = transfer.render(item)
-                sink.write(item.frame.with_image(image))
-                found, total = found + report.found, total + 1
-                bar.update()
-        except CaptureEnded as ended:
-            _raise_if_failed(capture, ended)
+            total = run_frames(transfer, capture, sink, progress, frames=args.frames)
         finally:
             bar.close()
-            stage.close()
             transfer.close()
-    share = 100 * found / max(total, 1)
-    print(f"{total} frames to {args.out} at {source.fps:g} fps; face found in {found} ({share:.1f}%)", file=sys.stderr)
+    share = 100 * progress.found / max(total, 1)
+    print(f"{total} frames to {args.out} at {source.fps:g} fps; face found in {progress.found} ({share:.1f}%)", file=sys.stderr)
     if args.next_step:
         print(args.next_step, file=sys.stderr)
     return 0
 
 
 def run_live(args: argparse.Namespace) -> int:
-    from rt_dtgan.media import CaptureEnded, LatencyMeter, RateMeter, open_capture, open_sinks
-    from rt_dtgan.pipeline import ControlChannel, TrackingStage
+    from rt_dtgan.media import open_capture, open_sinks
+    from rt_dtgan.pipeline import run_frames
+    from rt_dtgan.transport import ControlChannel
 
     source_spec = args.camera if args.camera is not None else args.source
     source, transfer = _open_transfer(args, source_spec, pace=not args.no_pace, size=args.size, fps=args.fps)
     control = ControlChannel(args.control) if args.control else None
     height, width = transfer.target.image.shape[:2]
-    latency, rate = LatencyMeter(), RateMeter()
     outputs = args.output or ["window"]
     with source, open_capture(source) as capture, open_sinks(outputs, width, height, source.fps) as sinks:
-        stage = TrackingStage(transfer, capture)
-        window = next((s for s in sinks.sinks if hasattr(s, "poll_keys")), None)
-        shown, last_status = 0, 0.0
+        hooks = _LiveStatus(capture, transfer, sinks.window, control)
         try:
-            while args.frames is None or shown < args.frames:
-                item = stage.get(timeout=1.0)
-                if item is None:
-                    _status(f"waiting for the source: {capture.status.describe()}")
-                    continue
-                image, report = transfer.render(item)
-                sinks.write(item.frame.with_image(image))
-                latency.add(item.frame)
-                rate.tick()
-                shown += 1
-                requests = (window.poll_keys() if window else []) + (control.poll() if control else [])
-                if _apply(requests, transfer):
-                    break
-                if time.monotonic() - last_status > STATUS_INTERVAL_S:
-                    last_status = time.monotonic()
-                    _status(_status_line(rate.rate, latency.summary(), report, capture.status, transfer.driver))
-        except CaptureEnded as ended:
-            _raise_if_failed(capture, ended)
+            run_frames(transfer, capture, sinks, hooks, frames=args.frames, wait_s=SOURCE_WAIT_S)
         except KeyboardInterrupt:
             pass
         finally:
-            stage.close()
             transfer.close()
             if control is not None:
                 control.close()
@@ -236,27 +208,50 @@ def run_live(args: argparse.Namespace) -> int:
     return 0
 
 
-def _raise_if_failed(capture, ended: Exception) -> None:
-    """At the end of the source: raise ``ended`` when the source failed, not ran out."""
-    if capture.status.error is not None:
-        raise ended
+class _Progress(FrameHooks):
+    """A progress bar, and the count of frames with a face."""
+
+    def __init__(self, bar) -> None:
+        self.bar, self.found = bar, 0
+
+    def written(self, frame, report) -> None:
+        self.found += report.found
+        self.bar.update()
 
 
-def _apply(requests, transfer) -> bool:
-    """Apply hotkeys and control commands in order, saying each on its own line; True when
-    one asks to quit."""
-    for request in requests:
-        if request == "quit":
-            _status("quit")
-            return True
+class _LiveStatus(FrameHooks):
+    """The status line on stderr; requests from the preview window's hotkeys and the control
+    channel, each said on its own line as it is applied."""
+
+    def __init__(self, capture, transfer, window, control) -> None:
+        from rt_dtgan.media import LatencyMeter, RateMeter
+
+        self.capture, self.transfer, self.window, self.control = capture, transfer, window, control
+        self.latency, self.rate = LatencyMeter(), RateMeter()
+
+    def written(self, frame, report) -> None:
+        self.latency.add(frame)
+        self.rate.tick()
+
+    def requests(self) -> list[str]:
+        return (self.window.poll_keys() if self.window else []) + (self.control.poll() if self.control else [])
+
+    def applied(self, request, transfer) -> None:
         if request == "recalibrate":
-            transfer.recalibrate()
             _status("recalibrated: the next frame is the neutral face")
         elif request == "mirror":
-            transfer.mirror = not transfer.mirror
             _status(f"mirror {'on' if transfer.mirror else 'off'}")
+        else:
+            _status("quit")  # live ends its line as it closes
+            return
         print(file=sys.stderr)
-    return False
+
+    def status(self, report) -> None:
+        _status(_status_line(self.rate.rate, self.latency.summary(), report, self.capture.status, self.transfer.driver))
+
+    def waiting(self) -> bool:
+        _status(f"waiting for the source: {self.capture.status.describe()}")
+        return True
 
 
 def _status_line(fps: float, latency, report, capture_status, driver) -> str:

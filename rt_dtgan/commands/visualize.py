@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from rt_dtgan.commands.common import UsageError, synthetic_source_factory
+from rt_dtgan.commands.common import UsageError
 
 
 def add_parsers(commands) -> None:
@@ -32,6 +32,7 @@ def run_visualize(args: argparse.Namespace) -> int:
     from rt_dtgan.dynamics import start_dynamics, step_dynamics
     from rt_dtgan.face import FaceTracker
     from rt_dtgan.media import open_sink, open_source
+    from rt_dtgan.pipeline import synthetic_source_factory
     from rt_dtgan.runtime.engine import to_image, to_tensor
 
     if args.frames is not None and args.frames < 1:

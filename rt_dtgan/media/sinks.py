@@ -90,6 +90,11 @@ class MultiSink(Sink):
             raise SinkError(f"all outputs must have one size, {first.width}x{first.height}; these differ: {mismatched}")
         super().__init__(" + ".join(sink.description for sink in self.sinks), first.width, first.height, first.fps)
 
+    @property
+    def window(self) -> PreviewWindow | None:
+        """The preview window among the outputs, whose hotkeys its caller polls (``poll_keys``); None without one."""
+        return next((sink for sink in self.sinks if isinstance(sink, PreviewWindow)), None)
+
     def _write(self, frame: Frame) -> None:
         _each_then_raise(self.sinks, lambda sink: sink.write(frame))
 

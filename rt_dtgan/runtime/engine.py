@@ -20,8 +20,10 @@ model's encoder reads one of them. What comes out depends on the generator's kin
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -30,7 +32,7 @@ from torch import Tensor
 
 from rt_dtgan.config import MESH_POINTS
 from rt_dtgan.models.warp import lid_gain
-from rt_dtgan.runtime.backends import Backend, run_in_chunks
+from rt_dtgan.runtime.backends import Backend, open_backend, run_in_chunks
 from rt_dtgan.runtime.graphs import GeneratorContract, graph_specs
 from rt_dtgan.runtime.pixels import to_images, to_unit_range
 from rt_dtgan.runtime.warping import KeypointMotion, WarpStage
@@ -216,6 +218,23 @@ class StreamEngine:
                     stream.dynamics[key] = out[f"next_{key}"][i : i + 1]
         output = out[self.contract.step_output]
         return [output[i : i + 1] for i in range(len(streams))]
+
+
+def open_engine(
+    checkpoint: str | os.PathLike | None = None,
+    backend: str = "auto",
+    engines: str | os.PathLike | None = None,
+    threads: int | None = None,
+    cuda_graphs: bool = False,
+) -> tuple[StreamEngine, Path, str]:
+    """A StreamEngine for ``checkpoint`` (a file, a shipped model's name, or None: the default
+    model) on the backend ``backend`` (BACKEND_CHOICES), ``engines`` the exported engines'
+    folder -> (engine, the checkpoint file, why this backend was chosen)."""
+    from rt_dtgan.checkpoint import resolve_checkpoint
+
+    path = resolve_checkpoint(checkpoint)
+    opened, why = open_backend(backend, path, engines, threads, cuda_graphs)
+    return StreamEngine(opened), path, why
 
 
 def crop_to_tensor(crop: np.ndarray, size: int) -> Tensor:

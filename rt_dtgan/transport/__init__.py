@@ -1,9 +1,11 @@
 """ZeroMQ transport: the engine in a worker process or on another machine (docs/protocol.md).
 
 ``Worker``/``run_worker`` serve a StreamEngine; ``StreamClient`` drives one stream on it;
+``RemoteDriver`` drives that stream as the pipeline's LocalDriver drives one in-process;
 ``ModelInfo`` says what the worker's model takes and gives (crops, or crops with their
 meshes in and keypoint motions out); ``Broker``/``run_broker`` spread streams over several
-workers; ``generate_keys`` makes the CURVE certificates a non-loopback address needs.
+workers; ``generate_keys`` makes the CURVE certificates a non-loopback address needs;
+``ControlChannel`` takes commands for a running ``live`` from other programs.
 """
 
 import importlib
@@ -11,6 +13,8 @@ import importlib
 # Imported on first use (PEP 562), so that importing a light module of this package, as the
 # CLI's parsers do, does not import torch through the worker.
 _HOMES = {
+    "DEFAULT_ADDRESS": "addresses",
+    "DEFAULT_BROKER_BACK": "addresses",
     "Broker": "broker",
     "BrokerConfig": "broker",
     "run_broker": "broker",
@@ -19,6 +23,8 @@ _HOMES = {
     "RemoteResult": "client",
     "StreamClient": "client",
     "TransportError": "client",
+    "ControlChannel": "control",
+    "RemoteDriver": "driver",
     "PROTOCOL_VERSION": "protocol",
     "ErrorCode": "protocol",
     "MessageType": "protocol",
@@ -42,17 +48,21 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "DEFAULT_ADDRESS",
+    "DEFAULT_BROKER_BACK",
     "PROTOCOL_VERSION",
     "Broker",
     "BrokerConfig",
     "ClientConfig",
     "ClientKeys",
     "ClientLimits",
+    "ControlChannel",
     "ErrorCode",
     "LinkStatus",
     "MessageType",
     "ModelInfo",
     "ProtocolError",
+    "RemoteDriver",
     "RemoteResult",
     "SecurityError",
     "StreamClient",

@@ -26,6 +26,7 @@ import zmq
 
 from rt_dtgan.config import ConfigError
 from rt_dtgan.transport import serving
+from rt_dtgan.transport.addresses import DEFAULT_ADDRESS, DEFAULT_BROKER_BACK
 from rt_dtgan.transport.protocol import (
     ErrorCode,
     MessageType,
@@ -46,8 +47,8 @@ class BrokerConfig:
     """Where clients (``front``) and workers (``back``) connect. A non-loopback address
     needs ``curve_dir``, whose authorized_clients/ then lists client and worker keys alike."""
 
-    front: str = "tcp://127.0.0.1:5555"
-    back: str = "tcp://127.0.0.1:5556"
+    front: str = DEFAULT_ADDRESS
+    back: str = DEFAULT_BROKER_BACK
     curve_dir: Path | None = None
     max_message_bytes: int = 4 * 2**20
     worker_timeout_s: float = 3.0

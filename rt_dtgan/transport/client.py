@@ -29,6 +29,7 @@ from rt_dtgan.config import MESH_POINTS, ConfigError
 from rt_dtgan.errors import RtDtganError
 from rt_dtgan.runtime.engine import Face, Generated
 from rt_dtgan.runtime.warping import KeypointMotion
+from rt_dtgan.transport.addresses import DEFAULT_ADDRESS
 from rt_dtgan.transport.protocol import (
     DEFAULT_JPEG_QUALITY,
     IMAGE_FORMATS,
@@ -74,7 +75,7 @@ class _Phase(enum.Enum):
 class ClientConfig:
     """How to reach a worker. ``keys`` are needed for any address beyond loopback."""
 
-    address: str = "tcp://127.0.0.1:5555"
+    address: str = DEFAULT_ADDRESS
     frame_format: str = "rgb24"
     result_format: str = "rgb24"
     jpeg_quality: int = DEFAULT_JPEG_QUALITY

@@ -31,6 +31,7 @@ import zmq
 from rt_dtgan.config import ConfigError
 from rt_dtgan.runtime.engine import Face, StreamEngine
 from rt_dtgan.runtime.warping import KeypointMotion
+from rt_dtgan.transport.addresses import DEFAULT_ADDRESS
 from rt_dtgan.transport.protocol import (
     PROTOCOL_VERSION,
     ErrorCode,
@@ -59,8 +60,6 @@ from rt_dtgan.transport.serving import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BIND = "tcp://127.0.0.1:5555"
-
 
 @dataclass(frozen=True)
 class WorkerConfig:
@@ -70,7 +69,7 @@ class WorkerConfig:
     A stream with no message for ``reclaim_idle_s`` gives its slot to an OPEN that would
     otherwise be refused; after ``idle_timeout_s`` it closes in any case."""
 
-    bind: str | None = DEFAULT_BIND
+    bind: str | None = DEFAULT_ADDRESS
     broker: str | None = None
     max_streams: int = 16
     max_message_bytes: int = 4 * 2**20

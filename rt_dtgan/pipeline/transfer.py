@@ -10,7 +10,6 @@ the engine is not stepped, so its LSTM state never sees a frame without a face.
 from __future__ import annotations
 
 import contextlib
-import json
 import queue
 import threading
 import time
@@ -18,7 +17,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-import zmq
 
 from rt_dtgan.face import FaceTracker, NeutralPicker, Target, TrackResult, paste_back
 from rt_dtgan.face.render import WarpPlan
@@ -91,7 +89,9 @@ class FaceTransfer:
 
     ``process(frame)`` is ``render(track(frame))``; the two halves may run on two threads
     (``TrackingStage``), the frames passing between them in order. With a ``neutral_picker``
-    the anchor y0 becomes the most neutral face of its window once the window closes."""
+    the anchor y0 becomes the most neutral face of its window once the window closes.
+    ``mirror`` is the one setting shared by the two threads: ``set_mirror`` may come from
+    either, and ``track`` reads it once per frame, at the frame's start."""
 
     def __init__(
         self,
@@ -102,10 +102,23 @@ class FaceTransfer:
         neutral_picker: NeutralPicker | None = None,
     ) -> None:
         self.driver, self.target, self.tracker = driver, target, tracker
-        self.mirror = mirror
+        self._mirrored = threading.Event()
+        self.set_mirror(mirror)
         self.neutral_picker = neutral_picker
         self.last_output = target.image
         self._warp_plan: WarpPlan | None = None
+
+    @property
+    def mirror(self) -> bool:
+        """Whether source frames are mirrored (a selfie view) before tracking."""
+        return self._mirrored.is_set()
+
+    def set_mirror(self, mirrored: bool) -> None:
+        """Mirror the source, or stop, from the next frame ``track`` takes on; safe from any thread."""
+        if mirrored:
+            self._mirrored.set()
+        else:
+            self._mirrored.clear()
 
     def process(self, frame: Frame) -> tuple[np.ndarray, FrameReport]:
         """frame (source image, any size) -> (output (H, W, 3) uint8 of the target's size, report)."""
@@ -114,7 +127,7 @@ class FaceTransfer:
     def track(self, frame: Frame) -> TrackedFrame:
         """Find the face in the (mirrored when ``mirror``) frame and align its crop."""
         began = time.perf_counter()
-        image = np.ascontiguousarray(frame.image[:, ::-1]) if self.mirror else frame.image
+        image = np.ascontiguousarray(frame.image[:, ::-1]) if self._mirrored.is_set() else frame.image
         located = self.tracker.locate(image, frame.pts_s)
         located_at = time.perf_counter()
         if not located.found:
@@ -220,77 +233,3 @@ class TrackingStage:
 def _ms(start: float, end: float) -> float:
     return 1000.0 * (end - start)
 
-
-class RemoteDriver:
-    """A stream on a remote worker (a connected StreamClient). Live (``blocking`` False):
-    submit the newest face and take the newest result, or None while none has arrived.
-    Offline (``blocking`` True): exactly one result per face. Faces go with their mesh where
-    the worker's model reads meshes or warps; results are what LocalDriver gives: a crop or
-    a KeypointMotion, ``strength`` scaling a warping model's motion."""
-
-    def __init__(
-        self, client, target: AlignedFace, reference: AlignedFace | None, blocking: bool, strength: float = 1.0
-    ) -> None:
-        self.client, self.blocking = client, blocking
-        reference_crop, reference_mesh = (None, None) if reference is None else (reference.crop, self._mesh(reference))
-        client.open(
-            target.crop, reference_crop, target_mesh=self._mesh(target), reference_mesh=reference_mesh, strength=strength
-        )
-
-    def step(self, face: AlignedFace) -> Generated | None:
-        if self.blocking:
-            return self.client.process(face.crop, mesh=self._mesh(face)).generated
-        self.client.submit(face.crop, mesh=self._mesh(face))
-        result = self.client.poll()
-        return None if result is None else result.generated
-
-    def recalibrate(self, reference: AlignedFace | None = None) -> None:
-        if reference is None:
-            self.client.recalibrate()
-        else:
-            self.client.recalibrate(reference.crop, reference_mesh=self._mesh(reference))
-
-    def close(self) -> None:
-        self.client.close()
-
-    def _mesh(self, face: AlignedFace) -> np.ndarray | None:
-        """The face's mesh where the worker's model needs it, else None."""
-        return face.mesh if self.client.model.needs_mesh else None
-
-
-CONTROL_COMMANDS = ("recalibrate", "mirror", "quit")
-
-
-class ControlChannel:
-    """Commands for a running ``live`` from other programs (a hotkey tool, a stream deck):
-    a ZeroMQ REP socket on loopback taking JSON ``{"command": "recalibrate" | "mirror" |
-    "quit"}`` and answering ``{"ok": true}`` or ``{"ok": false, "error": "..."}``."""
-
-    def __init__(self, address: str) -> None:
-        from rt_dtgan.transport.security import SecurityError, is_local_address
-
-        if not is_local_address(address):
-            raise SecurityError(f"the control channel binds to this machine only (tcp://127.0.0.1:PORT or ipc://PATH), not {address}")
-        self.socket = zmq.Context.instance().socket(zmq.REP)
-        self.socket.setsockopt(zmq.LINGER, 0)
-        self.socket.setsockopt(zmq.MAXMSGSIZE, 4096)
-        self.socket.bind(address)
-        self.address = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
-
-    def poll(self) -> list[str]:
-        """The commands received since the last call, without waiting (called every frame)."""
-        commands = []
-        while self.socket.poll(0, zmq.POLLIN):
-            try:
-                command = json.loads(self.socket.recv())["command"]
-                if command not in CONTROL_COMMANDS:
-                    raise ValueError(f"unknown command {command!r}; known: {list(CONTROL_COMMANDS)}")
-            except (ValueError, KeyError, TypeError) as error:
-                self.socket.send_json({"ok": False, "error": str(error)})
-                continue
-            commands.append(command)
-            self.socket.send_json({"ok": True})
-        return commands
-
-    def close(self) -> None:
-        self.socket.close()

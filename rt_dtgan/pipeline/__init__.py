@@ -1,0 +1,43 @@
+"""The live path over the face, media and runtime packages: ``FaceTransfer`` turns a source
+frame into a whole-portrait frame (``transfer``), ``run_frames`` is the one frame loop that
+``rt-dtgan transfer``, ``rt-dtgan live`` and the benchmarks run (``loop``, with the
+``FrameHooks`` of ``hooks``), and ``inputs`` opens portraits and synthetic drivers from
+their specs. A remote engine's driver, ``RemoteDriver``, is in ``rt_dtgan.transport``.
+"""
+
+import importlib
+
+# Imported on first use (PEP 562), as in rt_dtgan.transport: the commands define their hooks
+# over the light ``hooks`` module without importing torch through the rest.
+_HOMES = {
+    "FrameHooks": "hooks",
+    "load_target_spec": "inputs",
+    "synthetic_source_factory": "inputs",
+    "run_frames": "loop",
+    "FaceTransfer": "transfer",
+    "FrameReport": "transfer",
+    "LocalDriver": "transfer",
+    "StreamDriver": "transfer",
+    "TrackedFrame": "transfer",
+    "TrackingStage": "transfer",
+}
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+
+
+__all__ = [
+    "FaceTransfer",
+    "FrameHooks",
+    "FrameReport",
+    "LocalDriver",
+    "StreamDriver",
+    "TrackedFrame",
+    "TrackingStage",
+    "load_target_spec",
+    "run_frames",
+    "synthetic_source_factory",
+]

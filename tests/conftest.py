@@ -67,7 +67,7 @@ def serving(server):
         yield server
     finally:
         server.stop()
-        thread.join(timeout=5)
+        thread.join(timeout=30)  # long enough only to catch a hang
         assert not thread.is_alive(), "server did not stop"
 
 

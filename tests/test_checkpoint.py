@@ -59,9 +59,10 @@ def test_half_precision_file_loads_as_float32_close_to_the_original(model, tmp_p
     loaded = load_checkpoint(path)
     assert all(p.dtype == torch.float32 for p in loaded.parameters())
     video = random_video(1, 8, 64, seed=10)
-    (z_ours, frame_ours), (z_half, frame_half) = _outputs(model, video), _outputs(loaded, video)
-    assert (z_ours - z_half).abs().max() < 0.05
-    assert (frame_ours - frame_half).abs().max() < 0.05
+    for ours, half in zip(_outputs(model, video), _outputs(loaded, video)):
+        # float16 keeps 11 significant bits (each weight within 4.9e-4 of itself); through the
+        # layers the outputs drift by under 1e-3 of their scale, bfloat16's 8 bits by 4e-3 or more.
+        assert (ours - half).abs().max() <= 2e-3 * ours.abs().max()
 
 
 def test_pickle_is_refused_without_being_opened(model, tmp_path):

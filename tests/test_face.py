@@ -1,5 +1,6 @@
 """Face pipeline: image loading, alignment, paste-back, One-Euro smoothing (no MediaPipe),
-then target preparation and tracking on the real portraits and clips (skipped without them)."""
+then target preparation and tracking on synthetic faces and on the real portraits and clips
+(those skipped without them)."""
 
 from __future__ import annotations
 
@@ -360,7 +361,7 @@ def test_smoothing_and_tracker_configs_are_validated():
             TrackerConfig(**bad)
 
 
-# ---------------------------------------------------------------- real portraits and clips
+# ---------------------------------------------------------------- MediaPipe: real portraits and clips, synthetic faces
 
 
 @needs_real_data
@@ -402,15 +403,15 @@ def test_a_large_portrait_is_detected_on_a_downscaled_copy():
     assert psnr(large_target.crop, small_target.crop) > 25
 
 
-@needs_real_data
 def test_an_image_without_a_face_raises_naming_it():
     with pytest.raises(FaceNotFoundError, match="blank-canvas"):
         prepare_target(np.full((480, 640, 3), 200, np.uint8), name="blank-canvas")
 
 
-@needs_real_data
 def test_tracker_reports_a_lost_face_and_resumes():
-    frames = decode_clip(CLIPS[0], limit=40)
+    from rt_dtgan.synth.sequences import freeform_sequence
+
+    frames = [(rendered.image, index / 30) for index, rendered in enumerate(freeform_sequence(3, 40, 256))]
     blank = np.zeros_like(frames[0][0])
     with FaceTracker(PreprocessConfig(size=64), TrackerConfig()) as tracker:
         results = []

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -62,6 +61,8 @@ from rt_dtgan.optional import MissingExtraError
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 WIDTH, HEIGHT, FPS, FRAME_COUNT = 64, 48, 25, 30
 SQUARE = 8
+# Seconds to wait for something to happen: long enough only to catch a hang, not to time anything.
+HANG_S = 30.0
 
 
 def moving_square(index: int, width: int = WIDTH, height: int = HEIGHT) -> np.ndarray:
@@ -405,7 +406,7 @@ def test_capture_reconnects_a_lost_camera_with_backoff_and_resumes() -> None:
     backoff = Backoff(initial_s=0.05, max_s=0.1)
     with LatestFrameCapture(camera, backoff=backoff, on_status=statuses.append) as capture:
         indexes = []
-        deadline = time.monotonic() + 5.0
+        deadline = time.monotonic() + HANG_S
         while (not indexes or indexes[-1] < 10) and time.monotonic() < deadline:
             frame = capture.get(timeout=0.5)
             if frame is not None:
@@ -443,7 +444,7 @@ def test_lavfi_stream_end_is_a_disconnect_that_capture_recovers_from() -> None:
     statuses = []
     with LatestFrameCapture(source, backoff=Backoff(initial_s=0.05, max_s=0.05), on_status=statuses.append) as capture:
         pts = []
-        deadline = time.monotonic() + 5.0
+        deadline = time.monotonic() + HANG_S
         while len(pts) < 8 and time.monotonic() < deadline:
             frame = capture.get(timeout=0.5)
             if frame is not None:
@@ -457,7 +458,7 @@ def test_lavfi_stream_end_is_a_disconnect_that_capture_recovers_from() -> None:
 def test_blocking_capture_is_lossless_in_order_and_backpressured() -> None:
     source = GeneratedSource(moving_square, fps=25, frame_count=40, pace=False)
     with BlockingCapture(source, depth=2) as capture:
-        first = capture.get(timeout=2.0)
+        first = capture.get(timeout=HANG_S)
         time.sleep(0.1)
         assert capture.status.captured <= 3, "the reader waits for the consumer once the queue is full"
         indexes = [first.index] + [frame.index for frame in capture]
@@ -686,7 +687,7 @@ def test_zmq_publisher_sends_a_json_header_and_the_pixels() -> None:
     try:
         messages = []
         index = 0
-        deadline = time.monotonic() + 5.0
+        deadline = time.monotonic() + HANG_S
         while len(messages) < 3 and time.monotonic() < deadline:
             sink.write(frame_of(index))
             index += 1
@@ -782,14 +783,61 @@ def test_preview_overlay_draws_text_on_a_bgr_copy() -> None:
     assert KEY_ACTIONS[27] is WindowAction.QUIT
 
 
-@pytest.mark.skipif(
-    sys.platform.startswith("linux") and not os.environ.get("DISPLAY"), reason="no display ($DISPLAY unset)"
-)
-def test_window_shows_frames_and_reports_keys() -> None:
-    with open_sink("window", WIDTH, HEIGHT, FPS) as window:
-        window.write(frame_of(0))
-        actions = window.poll_keys()
-    assert isinstance(actions, list)
+class ScriptedHighgui:
+    """OpenCV with its window calls recorded and its key presses scripted (drawing is the real
+    OpenCV's): what a PreviewWindow shows and reads, without a display."""
+
+    def __init__(self, keys: list[int]) -> None:
+        import cv2
+
+        self._cv2 = cv2
+        self.keys = keys
+        self.shown: list[tuple[str, np.ndarray]] = []
+        self.destroyed: list[str] = []
+        self.visible = True
+
+    def __getattr__(self, name: str):
+        return getattr(self._cv2, name)
+
+    def namedWindow(self, title: str, flags: int) -> None:
+        pass
+
+    def resizeWindow(self, title: str, width: int, height: int) -> None:
+        pass
+
+    def imshow(self, title: str, image: np.ndarray) -> None:
+        self.shown.append((title, image.copy()))
+
+    def waitKey(self, delay_ms: int) -> int:
+        return self.keys.pop(0) if self.keys else -1
+
+    def getWindowProperty(self, title: str, prop: int) -> float:
+        return 1.0 if self.visible else 0.0
+
+    def destroyWindow(self, title: str) -> None:
+        self.destroyed.append(title)
+
+
+def test_window_shows_frames_and_reports_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    # One key is read per frame shown and per poll: c, then x (no hotkey), then m with a modifier bit, then q.
+    highgui = ScriptedHighgui(keys=[ord("c"), ord("x"), 0x100000 | ord("m"), ord("q")])
+    monkeypatch.setattr("rt_dtgan.media.window._import_cv2", lambda: highgui)
+    monkeypatch.setenv("DISPLAY", ":0")
+    frames = [frame_of(index, 320, 240) for index in range(2)]
+    with open_sink("window", 320, 240, FPS) as window:
+        for frame in frames:
+            window.write(frame)
+        assert window.poll_keys() == [WindowAction.RECALIBRATE, WindowAction.MIRROR]
+        assert window.poll_keys() == [WindowAction.QUIT]
+        assert window.poll_keys() == [], "each action is reported once"
+        highgui.visible = False
+        assert window.poll_keys() == [WindowAction.QUIT], "closing the window asks to quit"
+    assert highgui.destroyed == ["rt-dtgan"]
+    assert [title for title, _ in highgui.shown] == ["rt-dtgan", "rt-dtgan"]
+    for (_, shown), frame in zip(highgui.shown, frames):
+        bgr = frame.image[..., ::-1]
+        assert np.array_equal(shown[40:], bgr[40:]), "each frame is shown, in order, as BGR below the overlay"
+        assert not np.array_equal(shown[:40], bgr[:40]), "the FPS and latency overlay is drawn on it"
 
 
 # ----------------------------------------------------------------------------- several outputs
@@ -869,9 +917,12 @@ def test_threaded_sink_raises_the_sinks_error_on_later_writes_and_on_close() -> 
     inner = RecordingSink(fail_on_write=True)
     sink = ThreadedSink(inner)
     sink.write(frame_of(0))
+    deadline = time.monotonic() + HANG_S
     with pytest.raises(SinkError, match="write failed"):
-        for index in range(1, 50):  # the failure reaches the writer within a few frames
+        index = 1
+        while time.monotonic() < deadline:  # until the writing thread's failure reaches the writer
             sink.write(frame_of(index))
+            index += 1
             time.sleep(0.01)
     with pytest.raises(SinkError, match="write failed"):
         sink.close()

@@ -115,11 +115,23 @@ def test_the_landmark_target_teaches_a_to_read_unlabelled_video(tmp_path):
 
 
 def test_gan_trains_on_a_prepared_dataset(prepared, tmp_path):
-    from rt_dtgan.checkpoint import save_checkpoint
+    """F and G learn from the prepared videos; the encoder they read stays frozen."""
+    from rt_dtgan.checkpoint import load_checkpoint, save_checkpoint
+    from rt_dtgan.models import INFERENCE_PARTS
 
-    encoder = save_checkpoint(tmp_path / "encoder.safetensors", DynamicsTransferGAN(ModelConfig.for_size(SIZE)), parts=["encoder"])
+    start = DynamicsTransferGAN(ModelConfig.for_size(SIZE))
+    # The encoder to train on, and F and G to start from, so that their starting weights are known.
+    start_checkpoint = save_checkpoint(tmp_path / "start.safetensors", start, parts=INFERENCE_PARTS)
     data = PreparedDataConfig(root=prepared, batch_size=2, min_length=4, max_length=5)
     run = RunConfig(steps=2, log_every=1, image_every=1000, checkpoint_every=2, loader_workers=0, data=data)
-    checkpoint = train_gan(GanTrainingConfig(run=run), tmp_path / "gan", encoder, progress=False)
-    assert checkpoint.is_file()
+    config = GanTrainingConfig(run=run)
+    checkpoint = train_gan(config, tmp_path / "gan", start_checkpoint, progress=False, init_checkpoint=start_checkpoint)
     assert json.loads((tmp_path / "gan" / "config.json").read_text())["gan_training"]["run"]["data"]["root"] == prepared
+    trained = load_checkpoint(checkpoint)
+    for part in INFERENCE_PARTS:
+        before, after = getattr(start, part).state_dict(), getattr(trained, part).state_dict()
+        unchanged = [name for name in before if torch.equal(before[name], after[name])]
+        if part == "encoder":
+            assert unchanged == list(before), "the frozen encoder changed"
+        else:
+            assert len(unchanged) < len(before), f"the {part} did not learn"

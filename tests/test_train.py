@@ -49,8 +49,12 @@ def test_gan_losses_fall_on_a_fixed_batch():
     history = _losses_over(objective, synthetic_batch(TINY_DATA, step=0), 12)
     # The discriminators learn to tell the first fakes apart and G fits the frames and the
     # dynamics; G's adversarial term rises as the discriminators improve (a minimax game).
-    for term in ("d_spatial", "d_dynamics", "g_frame_l1", "g_dynamics_l1", "g_moving_l1"):
-        assert min(h[term] for h in history[-3:]) < history[0][term], term
+    # The most of its first value each term may keep: trained, Ds keeps 96.7%, Dd 99.92% (it
+    # settles at chance, log 4) and G's terms 34-38%; with the optimisers' steps skipped,
+    # they wander by 0.04%, 0.005% and up to 21%.
+    most_kept = {"d_spatial": 0.99, "d_dynamics": 0.9995, "g_frame_l1": 0.6, "g_dynamics_l1": 0.6, "g_moving_l1": 0.6}
+    for term, kept in most_kept.items():
+        assert min(h[term] for h in history[-3:]) < kept * history[0][term], term
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
@@ -71,7 +75,7 @@ def test_reconstruction_pretraining_leaves_the_discriminators_alone():
     config = GanTrainingConfig(generator_learning_rate=1e-3, lambda_adversarial=0.0, lambda_dynamics=0.0)
     history = _losses_over(GanObjective(model, config, 1), synthetic_batch(TINY_DATA, step=0), 8)
     assert set(history[0]) == {"g_total", "g_frame_l1", "g_moving_l1"}
-    assert history[-1]["g_moving_l1"] < history[0]["g_moving_l1"]
+    assert history[-1]["g_moving_l1"] < 0.6 * history[0]["g_moving_l1"]  # 0.40 trained, 0.98 with no steps taken
     for name, value in model.spatial_discriminator.state_dict().items():
         assert torch.equal(value, before[name]), name
 

@@ -46,6 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from fuzz_worker import mutated  # noqa: E402
 
 SIZE = 64
+# Seconds to wait for something to happen: long enough only to catch a hang, not to time anything.
+HANG_S = 30.0
 
 
 # Each module's tests run torch on one thread, as a worker beside a tracker does.
@@ -307,7 +309,7 @@ def test_blocking_mode_gives_one_result_per_frame_in_order(lively_model):
 
 def test_stream_limit_and_idle_expiry(lively_model):
     target, frame, later_frame = crops(3, seed=9)
-    with serving(new_worker(lively_model, max_streams=1, idle_timeout_s=0.5)) as worker:
+    with serving(new_worker(lively_model, max_streams=1, idle_timeout_s=2.0)) as worker:
         config = ClientConfig(address=worker.address, reply_timeout_s=5.0)
         with StreamClient(config) as first, StreamClient(config) as second:
             first.open(target)
@@ -315,7 +317,7 @@ def test_stream_limit_and_idle_expiry(lively_model):
                 second.open(target)
             assert refused.value.code == ErrorCode.STREAM_LIMIT
             first.process(frame)
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + HANG_S
             while worker.stream_ids and time.monotonic() < deadline:
                 time.sleep(0.1)
             assert not worker.stream_ids, "idle stream did not expire"
@@ -402,7 +404,7 @@ def test_client_recovers_after_kill_9(lively_model, record_property):
             last_good = client.latest
             first.process.send_signal(signal.SIGKILL)
             first.process.wait(timeout=5)
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + HANG_S
             while client.status != LinkStatus.OUTAGE and time.monotonic() < deadline:
                 live_step()
             assert client.status == LinkStatus.OUTAGE and client.outages == 1
@@ -415,7 +417,7 @@ def test_client_recovers_after_kill_9(lively_model, record_property):
             assert all(latest is last_good for *_, latest in during), "the last good frame is handed back during the outage"
             while client.status != LinkStatus.STREAMING or shown[-1][2] is None:
                 live_step()
-                assert time.monotonic() - returned_at < 2.0, "no recovery within 2 s of the worker's return"
+                assert time.monotonic() - returned_at < HANG_S, f"no recovery within {HANG_S} s of the worker's return"
             recovery_s = time.monotonic() - returned_at
             assert client.outage_s == 0.0 and shown[-1][2].seq > last_good.seq
         second.process.send_signal(signal.SIGTERM)
@@ -479,7 +481,7 @@ def test_broker_pins_streams_and_uses_both_workers(lively_model):
     with serving(Broker(BrokerConfig(front=LOOPBACK, back="tcp://127.0.0.1:*", worker_timeout_s=2.0))) as broker:
         workers = [new_worker(lively_model, bind=None, broker=broker.back_address, heartbeat_s=0.2, name=f"w{i}") for i in range(2)]
         with serving(workers[0]), serving(workers[1]):
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + HANG_S
             while len(broker.workers) < 2 and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert len(broker.workers) == 2
@@ -514,12 +516,12 @@ def test_broker_refuses_bad_messages_and_unknown_streams():
 
 def test_streams_move_to_another_worker_when_theirs_is_gone(lively_model):
     target, *frames = crops(4, seed=14)
-    with serving(Broker(BrokerConfig(front=LOOPBACK, back="tcp://127.0.0.1:*", worker_timeout_s=0.6))) as broker:
+    with serving(Broker(BrokerConfig(front=LOOPBACK, back="tcp://127.0.0.1:*", worker_timeout_s=5.0))) as broker:
         leaving = new_worker(lively_model, bind=None, broker=broker.back_address, heartbeat_s=0.1, name="leaving")
         staying = new_worker(lively_model, bind=None, broker=broker.back_address, heartbeat_s=0.1, name="staying")
         with serving(staying):
             with serving(leaving):
-                deadline = time.monotonic() + 5
+                deadline = time.monotonic() + HANG_S
                 while len(broker.workers) < 2 and time.monotonic() < deadline:
                     time.sleep(0.05)
                 clients = [StreamClient(ClientConfig(address=broker.front_address, reply_timeout_s=2.0)) for _ in range(2)]
@@ -527,7 +529,7 @@ def test_streams_move_to_another_worker_when_theirs_is_gone(lively_model):
                     client.open(target)
                     client.process(frames[0])
                 assert len(leaving.stream_ids) == len(staying.stream_ids) == 1
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + HANG_S
             while len(broker.workers) > 1 and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert len(broker.workers) == 1, "the broker did not notice that a worker left"

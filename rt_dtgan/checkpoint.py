@@ -26,6 +26,10 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 # A on the face mesh, G warping the portrait) and "paper" (A on pixels, a U-Net G).
 SHIPPED_MODELS = {"geometry": ASSETS / "geometry-128.safetensors", "paper": ASSETS / "paper-128.safetensors"}
 DEFAULT_CHECKPOINT = SHIPPED_MODELS["geometry"]
+# What `rt-dtgan eval` scores the shipped models with: the judge, an expression recogniser
+# trained apart from every A, and a model's ablation, its recipe driven by H instead of z_d.
+SHIPPED_JUDGE = ASSETS / "judge-128.safetensors"
+SHIPPED_ABLATIONS = {"geometry": ASSETS / "geometry-128-ablation.safetensors"}
 FORMAT = "rt-dtgan-checkpoint"
 FORMAT_VERSION = 1
 _PICKLE_PROTOCOL_MARK = b"\x80"

@@ -94,8 +94,13 @@ def add_parsers(commands) -> None:
     evaluate.add_argument("--synthetic", action="store_true", required=True, help="evaluate on synthetic identities")
     evaluate.add_argument("--identities", type=int, default=60, help="number of test pairs (two identities each)")
     evaluate.add_argument("--length", type=int, default=16, help="frames per test sequence")
-    evaluate.add_argument("--judge", help="expression recogniser trained apart from A (an encoder checkpoint)")
-    evaluate.add_argument("--ablation", help="the same GAN trained with z_d = H (train gan --no-suppression)")
+    evaluate.add_argument(
+        "--judge", help="expression recogniser trained apart from A (an encoder checkpoint; default: the shipped judge; none: skip)"
+    )
+    evaluate.add_argument(
+        "--ablation",
+        help="the same recipe trained with z_d = H (--no-suppression; default: the shipped model's shipped ablation; none: skip)",
+    )
     evaluate.add_argument("--head-pose", choices=HEAD_POSES, default="aligned", help="aligned: as eye-aligned live crops")
     evaluate.add_argument("--json", help="write the figures here")
     evaluate.set_defaults(handler=run_eval)
@@ -117,6 +122,7 @@ def add_geometry_parser(phases) -> None:
     geometry.add_argument("--refine-steps", type=int, default=600, help="stage 2 steps (refiner)")
     geometry.add_argument("--adversarial-steps", type=int, default=0, help="stage 3 steps (refiner against a mouth discriminator)")
     geometry.add_argument("--adversarial-weight", type=float, default=0.05, help="stage 3: the discriminator's term against the L1")
+    geometry.add_argument("--no-suppression", action="store_true", help="F reads H, not z_d = H - H_st (the paper's ablation)")
     geometry.add_argument("--seed", type=int, default=0)
     geometry.add_argument("--checkpoint-every", type=int, default=250)
     geometry.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -137,6 +143,7 @@ def run_train_geometry(args: argparse.Namespace) -> int:
             refine_steps=args.refine_steps,
             adversarial_steps=args.adversarial_steps,
             adversarial_weight=args.adversarial_weight,
+            appearance_suppression=not args.no_suppression,
             seed=args.seed,
             checkpoint_every=args.checkpoint_every,
         )
@@ -217,6 +224,28 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def referee_paths(checkpoint: str | None, judge: str | None, ablation: str | None) -> tuple[str | None, str | None]:
+    """The judge and the ablation `eval` uses: the ones given ("none" for neither), else the
+    shipped judge and, for a shipped model, its shipped ablation (None where there is none)."""
+    from rt_dtgan.checkpoint import SHIPPED_ABLATIONS, SHIPPED_JUDGE, SHIPPED_MODELS
+
+    shipped_name = "geometry" if checkpoint is None else checkpoint if checkpoint in SHIPPED_MODELS else None
+    defaults = (SHIPPED_JUDGE, SHIPPED_ABLATIONS.get(shipped_name))
+    chosen = []
+    for given, default in zip((judge, ablation), defaults):
+        if given is None:
+            given = str(default) if default is not None and default.is_file() else None
+        chosen.append(None if given == "none" else given)
+    return chosen[0], chosen[1]
+
+
+def _named(path: str | None) -> str | None:
+    """A referee as the figures name it: a shipped one by its file name, another by its path."""
+    from rt_dtgan.checkpoint import ASSETS
+
+    return None if path is None else f"shipped {Path(path).name}" if Path(path).parent == ASSETS else path
+
+
 def run_eval(args: argparse.Namespace) -> int:
     from rt_dtgan.checkpoint import load_checkpoint, resolve_checkpoint
     from rt_dtgan.train.evaluate import EvalConfig, evaluate
@@ -226,11 +255,14 @@ def run_eval(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise UsageError(str(error)) from error
     model = load_checkpoint(resolve_checkpoint(args.checkpoint))
-    judge = load_checkpoint(args.judge, required_parts=["encoder"]) if args.judge else None
-    ablation = load_checkpoint(args.ablation) if args.ablation else None
-    if ablation is not None and ablation.config.appearance_suppression:
-        raise UsageError(f"{args.ablation} uses z_d = H - H_st; the ablation is a model trained with --no-suppression")
-    figures = evaluate(model, config, judge, ablation) | {"checkpoint": args.checkpoint or "default"}
+    judge_path, ablation_path = referee_paths(args.checkpoint, args.judge, args.ablation)
+    judge = load_checkpoint(judge_path, required_parts=["encoder"]) if judge_path else None
+    ablation = load_checkpoint(ablation_path) if ablation_path else None
+    try:
+        figures = evaluate(model, config, judge, ablation)
+    except ValueError as error:
+        raise UsageError(str(error)) from error
+    figures |= {"checkpoint": args.checkpoint or "default", "judge": _named(judge_path), "ablation": _named(ablation_path)}
     text = json.dumps(figures, indent=2)
     print(text)
     if args.json:

@@ -140,7 +140,9 @@ def evaluate(
     progress: bool = True,
 ) -> dict[str, float | int | None]:
     """The figures above as a dict (ablation_win_rate None without an ablation model,
-    expression_accuracy None without a judge)."""
+    expression_accuracy None without a judge). Raises ValueError for a judge or an ablation
+    that cannot score ``model``."""
+    check_referees(model, judge, ablation)
     rows = []
     pairs = evaluation_pairs(config, model.config.image_size)
     for pair in tqdm(pairs, total=config.pairs, desc="eval", disable=not progress, unit="pair"):
@@ -153,6 +155,24 @@ def evaluate(
         "pairs": config.pairs, "length": config.length, "head_pose": config.head_pose, "identity_offset": EVAL_IDENTITY_OFFSET
     }
     return summary
+
+
+def check_referees(model: DynamicsTransferGAN, judge: DynamicsTransferGAN | None, ablation: DynamicsTransferGAN | None) -> None:
+    """The judge must read crops of the model's size; the ablation must be the model's kind
+    (what A reads, how G draws, the size) driven by H."""
+    size = model.config.image_size
+    if judge is not None and (judge.config.reads_mesh or judge.config.image_size != size):
+        raise ValueError(f"the judge must read {size} px crops (an rgb encoder of that size)")
+    if ablation is None:
+        return
+    if ablation.config.appearance_suppression:
+        raise ValueError("the ablation uses z_d = H - H_st; it is a model trained with --no-suppression")
+    ours, theirs = model.config, ablation.config
+    if (theirs.reads_mesh, theirs.generator.kind, theirs.image_size) != (ours.reads_mesh, ours.generator.kind, size):
+        raise ValueError(
+            f"the ablation is another kind of model ({theirs.encoder.input} A, {theirs.generator.kind} G, {theirs.image_size} px) "
+            f"than the one scored ({ours.encoder.input} A, {ours.generator.kind} G, {size} px)"
+        )
 
 
 @torch.no_grad()
@@ -182,7 +202,7 @@ def _score_pair(model, pair: EvalPair, judge, ablation) -> dict[str, float | Non
         row["expression_accuracy"] = float(judge_label(judge, transfer.unsqueeze(0)) == pair.label)
         row["judge_accuracy_on_ground_truth"] = float(judge_label(judge, pair.truth) == pair.label)
     if ablation is not None:
-        baseline = drive(ablation, pair.truth[:, 0], pair.source)[0]
+        baseline = drive(ablation, pair.truth[:, 0], pair.source, pair.source_mesh, target_mesh_of(pair.truth_mesh))[0]
         row["ablation_win"] = float(ssim(transfer[1:], truth[1:]).mean() > ssim(baseline[1:], truth[1:]).mean())
     return row
 

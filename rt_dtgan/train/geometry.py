@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from rt_dtgan.checkpoint import save_checkpoint
 from rt_dtgan.config import ModelConfig, SpatialDiscriminatorConfig
-from rt_dtgan.dynamics import dynamics_offline, start_windowed, step_windowed
+from rt_dtgan.dynamics import sequence_dynamics, start_windowed, step_windowed
 from rt_dtgan.models import DynamicsTransferGAN
 from rt_dtgan.models.discriminators import SpatialDiscriminator
 from rt_dtgan.models.warp import LIPS_INNER, MOVING_POINTS
@@ -71,7 +71,8 @@ class GeometryTrainingConfig:
     ``stretch`` (factor range of the face below the eyes) vary identities, ``motion_scale``
     (factor range) how much people move. Stage 2: ``refine_steps`` of ``refine_batch_size`` frames.
     Stage 3: ``adversarial_steps`` more of them with the discriminator's term, weighted
-    ``adversarial_weight`` against the L1, at constant learning rates."""
+    ``adversarial_weight`` against the L1, at constant learning rates.
+    ``appearance_suppression`` False trains the paper's ablation: F reads H, not H - H_st."""
 
     data: tuple[str, ...]
     hold_out: tuple[str, ...] = ()
@@ -91,6 +92,7 @@ class GeometryTrainingConfig:
     adversarial_weight: float = 0.05
     adversarial_learning_rate: float = 1e-4
     checkpoint_every: int = 250
+    appearance_suppression: bool = True
 
     def __post_init__(self) -> None:
         if not self.data:
@@ -180,9 +182,10 @@ def keypoint_batch(clips: list[Clip], config: GeometryTrainingConfig, window: in
 
 
 def keypoint_loss(model: DynamicsTransferGAN, meshes: Tensor) -> Tensor:
-    """Smooth L1 between F(z_d) and the keypoints' motion at every position, lips weighted."""
-    z_d = dynamics_offline(model.encoder, meshes)
-    predicted = model.embedder(z_d.flatten(0, 1)).unflatten(0, z_d.shape[:2])
+    """Smooth L1 between F(z_d) (F(H) for the ablation) and the keypoints' motion at every
+    position, lips weighted."""
+    dynamics = sequence_dynamics(model.encoder, meshes, model.config.appearance_suppression)
+    predicted = model.embedder(dynamics.flatten(0, 1)).unflatten(0, dynamics.shape[:2])
     errors = functional.smooth_l1_loss(predicted, keypoint_motion(meshes), beta=0.01, reduction="none").sum(-1)
     weights = torch.ones(errors.shape[-1])
     weights[LIP_POINTS] = LIP_WEIGHT
@@ -289,7 +292,8 @@ def mouth_detail(images: Tensor, mouth: Tensor) -> Tensor:
 
 def streamed_offsets(model: DynamicsTransferGAN, meshes: np.ndarray) -> np.ndarray:
     """One clip's meshes (T, P, 2), streamed through the window as live, with its first
-    settled frame as y0 -> F's offsets (T', K, 2), T' = T - SETTLED_FROM."""
+    settled frame as y0 -> F's offsets (T', K, 2), T' = T - SETTLED_FROM. The ablation's F
+    reads H = z_d + H_st."""
     video = torch.from_numpy(meshes[SETTLED_FROM:])
     with torch.no_grad():
         z_d, state = start_windowed(model.encoder, video[:1], model.config.stream_window)
@@ -297,7 +301,10 @@ def streamed_offsets(model: DynamicsTransferGAN, meshes: np.ndarray) -> np.ndarr
         for frame in video[1:]:
             z_d, state = step_windowed(model.encoder, frame.unsqueeze(0), state)
             steps.append(z_d)
-        return model.embedder(torch.cat(steps)).numpy()
+        dynamics = torch.cat(steps)
+        if not model.config.appearance_suppression:
+            dynamics = dynamics + state.static_h
+        return model.embedder(dynamics).numpy()
 
 
 def validate(model: DynamicsTransferGAN, held: dict[str, Clip], config: GeometryTrainingConfig) -> dict[str, float]:
@@ -335,7 +342,8 @@ def train_geometry(config: GeometryTrainingConfig, run_dir: str, progress: bool 
     training, held = load_clips(config.data, config.hold_out)
     clips = [training[name] for name in sorted(training)]
     torch.manual_seed(config.seed)
-    model = DynamicsTransferGAN(ModelConfig.geometry(config.size))
+    model_config = dataclasses.replace(ModelConfig.geometry(config.size), appearance_suppression=config.appearance_suppression)
+    model = DynamicsTransferGAN(model_config)
     discriminator = SpatialDiscriminator(MOUTH_DISCRIMINATOR)
     optimizers = _optimizers(model, discriminator, config)
     start = _resume(run, config, model, discriminator, optimizers) if has_training_state(run) else 0

@@ -1,0 +1,46 @@
+"""Ship what `rt-dtgan eval` scores the default model with, inside the package, in float16:
+the judge (an expression recogniser trained apart from A) and the geometry model's ablation
+(its recipe driven by H instead of z_d). Recipe: tools/train_geometry.sh.
+
+    python tools/ship_referees.py --judge runs/geometry/judge-aligned/encoder.safetensors \
+        --ablation runs/geometry/model-ablation/model.safetensors --out rt_dtgan/assets
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from rt_dtgan.checkpoint import SHIPPED_ABLATIONS, SHIPPED_JUDGE, load_checkpoint, save_checkpoint
+from rt_dtgan.models import INFERENCE_PARTS
+
+
+def ship_judge(source: str, out: Path) -> Path:
+    judge = load_checkpoint(source, required_parts=["encoder"])
+    if judge.config.reads_mesh:
+        raise SystemExit(f"{source}: the judge reads pixels; this encoder reads the face mesh")
+    return save_checkpoint(out / SHIPPED_JUDGE.name, judge, parts=["encoder"], dtype=torch.float16)
+
+
+def ship_ablation(source: str, out: Path) -> Path:
+    ablation = load_checkpoint(source)
+    if ablation.config.appearance_suppression or not ablation.config.reads_mesh:
+        raise SystemExit(f"{source}: the geometry ablation is a geometry model trained with --no-suppression")
+    return save_checkpoint(out / SHIPPED_ABLATIONS["geometry"].name, ablation, parts=INFERENCE_PARTS, dtype=torch.float16)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--judge", required=True, help="the judge's encoder checkpoint (train encoder)")
+    parser.add_argument("--ablation", required=True, help="the geometry ablation (train geometry --no-suppression)")
+    parser.add_argument("--out", default="rt_dtgan/assets", help="the package's assets folder")
+    args = parser.parse_args()
+    out = Path(args.out)
+    for path in (ship_judge(args.judge, out), ship_ablation(args.ablation, out)):
+        print(f"{path}: {path.stat().st_size / 2**20:.2f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import types
+import weakref
 from fractions import Fraction
 from pathlib import Path
 
@@ -26,6 +27,8 @@ import pytest
 import zmq
 
 from rt_dtgan.media import (
+    SINK_KINDS,
+    SOURCE_KINDS,
     AVSource,
     Backoff,
     BlockingCapture,
@@ -36,10 +39,12 @@ from rt_dtgan.media import (
     LatencyMeter,
     LatestFrameCapture,
     MultiSink,
+    NullSink,
     Pacer,
     RateMeter,
     Sink,
     SinkError,
+    SinkKind,
     Source,
     SourceError,
     ThreadedSink,
@@ -52,10 +57,17 @@ from rt_dtgan.media import (
     open_sinks,
     open_source,
     parse_size,
-    sinks,
+    sink_kinds,
 )
-from rt_dtgan.media.virtualcam import backend_advice
-from rt_dtgan.media.window import KEY_ACTIONS, check_display, render_preview
+from rt_dtgan.media.av_source import CAMERA_SOURCE, LAVFI_SOURCE, VIDEO_FILE_SOURCE
+from rt_dtgan.media.encoded import UDP_OUTPUT, VIDEO_FILE_OUTPUT
+from rt_dtgan.media.generated import SYNTHETIC_SOURCE
+from rt_dtgan.media.image_sequence import IMAGE_FOLDER_SOURCE, IMAGE_GLOB_SOURCE
+from rt_dtgan.media.null import NULL_OUTPUT
+from rt_dtgan.media.virtualcam import VIRTUAL_CAMERA_OUTPUT, backend_advice
+from rt_dtgan.media.window import KEY_ACTIONS, WINDOW_OUTPUT, check_display, render_preview
+from rt_dtgan.media.y4m import Y4M_FILE_OUTPUT, Y4M_PIPE_OUTPUT
+from rt_dtgan.media.zmq_pub import ZMQ_OUTPUT
 from rt_dtgan.optional import MissingExtraError
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
@@ -265,6 +277,28 @@ def test_synthetic_spec_is_handed_to_the_factory() -> None:
         frames = list(source)
     assert calls[0][0] == "42" and calls[0][1].fps == 12
     assert len(frames) == 3 and frames[2].pts_s == pytest.approx(2 / 12)
+
+
+def first_claimant(kinds: tuple, spec: str):
+    """The kind that open_source or open_sink would open ``spec`` with, or None."""
+    return next((kind for kind in kinds if kind.claims(spec)), None)
+
+
+def test_each_source_spec_is_claimed_by_its_kind(clip: Path, tmp_path: Path) -> None:
+    expected = {
+        "0": CAMERA_SOURCE,
+        "/dev/video0": CAMERA_SOURCE if sys.platform.startswith("linux") else None,
+        "lavfi:[in]testsrc": LAVFI_SOURCE,
+        "synthetic:3": SYNTHETIC_SOURCE,
+        str(tmp_path / "*.png"): IMAGE_GLOB_SOURCE,
+        str(tmp_path): IMAGE_FOLDER_SOURCE,
+        str(clip): VIDEO_FILE_SOURCE,
+        str(tmp_path / "missing.mp4"): None,
+    }
+    assert {spec: first_claimant(SOURCE_KINDS, spec) for spec in expected} == expected
+    with pytest.raises(SourceError) as raised:
+        open_source(str(tmp_path / "missing.mp4"))
+    assert all(kind.help in str(raised.value) for kind in SOURCE_KINDS), "the error lists every kind of source"
 
 
 def test_sources_close_idempotently_and_stop_iterating(clip: Path) -> None:
@@ -891,7 +925,7 @@ def test_open_sinks_writes_everywhere_and_closes_what_it_opened_on_error(
         opened.append(RecordingSink())
         return opened[-1]
 
-    monkeypatch.setattr(sinks, "open_sink", open_recording_or_fail)
+    monkeypatch.setattr(sink_kinds, "open_sink", open_recording_or_fail)
     with pytest.raises(SinkError, match="unknown output 'bad'"):
         open_sinks(["one", "two", "bad"], WIDTH, HEIGHT, FPS)
     assert len(opened) == 2 and all(sink.released for sink in opened)
@@ -927,6 +961,49 @@ def test_threaded_sink_raises_the_sinks_error_on_later_writes_and_on_close() -> 
     with pytest.raises(SinkError, match="write failed"):
         sink.close()
     assert inner.released
+
+
+def test_each_output_spec_is_claimed_by_its_kind() -> None:
+    expected = {
+        "-": Y4M_PIPE_OUTPUT,
+        "udp://127.0.0.1:5000/out.mp4": UDP_OUTPUT,
+        "zmq": ZMQ_OUTPUT,
+        "zmq+ipc:///tmp/out.y4m": ZMQ_OUTPUT,
+        "virtualcam:/dev/video7.mov": VIRTUAL_CAMERA_OUTPUT,
+        "window": WINDOW_OUTPUT,
+        "null": NULL_OUTPUT,
+        "out.MKV": VIDEO_FILE_OUTPUT,
+        "out.y4m": Y4M_FILE_OUTPUT,
+        "out.avi": None,
+        "windows": None,
+    }
+    assert {spec: first_claimant(SINK_KINDS, spec) for spec in expected} == expected
+    with pytest.raises(SinkError) as raised:
+        open_sink("out.avi", WIDTH, HEIGHT, FPS)
+    assert all(kind.help in str(raised.value) for kind in SINK_KINDS), "the error lists every kind of output"
+
+
+def test_a_new_kind_of_output_is_one_registry_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    recording = SinkKind("recording", lambda spec: spec == "recording", lambda spec, width, height, fps: RecordingSink())
+    monkeypatch.setattr(sink_kinds, "SINK_KINDS", (*SINK_KINDS, recording))
+    with open_sinks(["recording", "null"], WIDTH, HEIGHT, FPS) as outputs:
+        outputs.write(frame_of(0))
+    threaded, _ = outputs.sinks
+    assert isinstance(threaded, ThreadedSink) and threaded.sink.written == [0] and threaded.sink.released
+
+
+def test_null_output_discards_frames_on_the_calling_thread() -> None:
+    with open_sinks(["null"], WIDTH, HEIGHT, FPS) as outputs:
+        (null,) = outputs.sinks
+        assert isinstance(null, NullSink), "no writing thread: a dropped frame has nothing to overlap"
+        frame = frame_of(0)
+        written = weakref.ref(frame)
+        outputs.write(frame)
+        del frame
+        assert written() is None, "the frame is dropped, not kept or queued"
+        with pytest.raises(SinkError, match="opened for 64x48"):
+            null.write(frame_of(1, width=WIDTH + 2))
+    assert null.closed
 
 
 def test_sink_specs_and_sizes_are_checked(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from enum import Enum
 
 from rt_dtgan.media.errors import CaptureEnded, SourceError
 from rt_dtgan.media.frames import Frame
-from rt_dtgan.media.sources import Source
+from rt_dtgan.media.source import Source
 
 JOIN_TIMEOUT_S = 2.0
 

@@ -9,6 +9,7 @@ padded by one repeated row or column, as yuv420p needs even sizes.
 from __future__ import annotations
 
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import cv2
@@ -16,7 +17,7 @@ import numpy as np
 
 from rt_dtgan.media.errors import SinkError
 from rt_dtgan.media.frames import Frame
-from rt_dtgan.media.sink import Sink
+from rt_dtgan.media.sink import Sink, SinkKind
 
 FILE_EXTENSIONS = (".mp4", ".mkv", ".mov")
 UDP_PACKET_SIZE = 1316  # seven 188-byte TS packets: fits one Ethernet frame
@@ -115,3 +116,11 @@ def open_udp_stream(url: str, width: int, height: int, fps: float | Fraction) ->
     separator = "&" if "?" in url else "?"
     packet_url = url if "pkt_size=" in url else f"{url}{separator}pkt_size={UDP_PACKET_SIZE}"
     return EncodedSink(packet_url, width, height, fps, container_format="mpegts", live=True, description=url)
+
+
+def _is_video_file(spec: str) -> bool:
+    return Path(spec).suffix.lower() in FILE_EXTENSIONS
+
+
+VIDEO_FILE_OUTPUT = SinkKind(f"a video file ({', '.join(FILE_EXTENSIONS)})", _is_video_file, open_video_file)
+UDP_OUTPUT = SinkKind("udp://HOST:PORT", lambda spec: spec.startswith("udp://"), open_udp_stream)

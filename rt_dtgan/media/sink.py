@@ -1,9 +1,17 @@
-"""The sink interface: ``write(Frame)``, an idempotent ``close()``, context manager."""
+"""What a sink is, and how a kind of sink registers.
+
+A sink has ``write(Frame)``, an idempotent ``close()``, and is a context manager. A
+``SinkKind`` tells the registry (``SINK_KINDS`` in ``media/sink_kinds.py``) which output specs
+name it, how to open one, and how its spec is written.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
 from fractions import Fraction
+from typing import ClassVar
 
 from rt_dtgan.media.errors import SinkError
 from rt_dtgan.media.frames import Frame
@@ -17,7 +25,11 @@ def frame_rate_fraction(fps: float | Fraction) -> Fraction:
 
 
 class Sink(ABC):
-    """An output for frames of ``width`` x ``height`` pixels at ``fps``; writes must match the size."""
+    """An output for frames of ``width`` x ``height`` pixels at ``fps``; writes must match the size.
+    ``writes_on_own_thread``: whether ``open_sinks`` gives it a writing thread (ThreadedSink);
+    False for a window, whose GUI stays on the calling thread, or a sink with nothing to overlap."""
+
+    writes_on_own_thread: ClassVar[bool] = True
 
     def __init__(self, description: str, width: int, height: int, fps: float | Fraction) -> None:
         if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
@@ -65,3 +77,14 @@ class Sink(ABC):
     @abstractmethod
     def _release(self) -> None:
         """Flush and close what the sink holds open."""
+
+
+@dataclass(frozen=True)
+class SinkKind:
+    """One kind of output in the registry. ``open_sink`` asks the kinds in order whether they
+    ``claim`` a spec and opens it with the first that does, ``open(spec, width, height, fps)``;
+    ``help`` is how its spec is written, one phrase of ``SINK_SPEC_HELP``."""
+
+    help: str
+    claims: Callable[[str], bool]
+    open: Callable[[str, int, int, float | Fraction], Sink]

@@ -1,4 +1,5 @@
-"""A virtual camera (pyvirtualcam, the optional extra 'vcam') that video-call apps and OBS see."""
+"""A virtual camera (pyvirtualcam, the optional extra 'vcam') that video-call apps and OBS see:
+``virtualcam`` for the first, ``virtualcam:DEVICE`` (e.g. /dev/video10) for one."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from fractions import Fraction
 
 from rt_dtgan.media.errors import SinkError
 from rt_dtgan.media.frames import Frame
-from rt_dtgan.media.sink import Sink
+from rt_dtgan.media.sink import Sink, SinkKind
 from rt_dtgan.optional import require
 
 
@@ -47,3 +48,14 @@ class VirtualCameraSink(Sink):
 
     def _release(self) -> None:
         self._camera.close()
+
+
+def _is_virtual_camera(spec: str) -> bool:
+    return spec == "virtualcam" or spec.startswith("virtualcam:")
+
+
+def _open_virtual_camera(spec: str, width: int, height: int, fps: float | Fraction) -> VirtualCameraSink:
+    return VirtualCameraSink(width, height, fps, device=spec.partition(":")[2] or None)
+
+
+VIRTUAL_CAMERA_OUTPUT = SinkKind("virtualcam[:DEVICE]", _is_virtual_camera, _open_virtual_camera)

@@ -21,7 +21,7 @@ import numpy as np
 from rt_dtgan.media.errors import SinkError
 from rt_dtgan.media.frames import Frame
 from rt_dtgan.media.pacing import LatencyMeter, RateMeter
-from rt_dtgan.media.sink import Sink
+from rt_dtgan.media.sink import Sink, SinkKind
 
 
 class WindowAction(str, Enum):
@@ -77,7 +77,10 @@ def render_preview(frame: Frame, fps: float, latency_ms: float) -> np.ndarray:
 
 
 class PreviewWindow(Sink):
-    """Shows frames in a window titled ``title``; see ``poll_keys()`` for the hotkeys."""
+    """Shows frames in a window titled ``title``; see ``poll_keys()`` for the hotkeys. Its GUI
+    runs on the thread that writes, so open_sinks gives it no thread of its own."""
+
+    writes_on_own_thread = False
 
     def __init__(self, width: int, height: int, fps: float | Fraction, title: str = "rt-dtgan") -> None:
         super().__init__(f"preview window {title!r}", width, height, fps)
@@ -119,3 +122,10 @@ class PreviewWindow(Sink):
         with contextlib.suppress(self._cv2.error):  # the user may have closed it already
             self._cv2.destroyWindow(self._title)
         self._cv2.waitKey(1)
+
+
+def _open_window(spec: str, width: int, height: int, fps: float | Fraction) -> PreviewWindow:
+    return PreviewWindow(width, height, fps)
+
+
+WINDOW_OUTPUT = SinkKind("window", lambda spec: spec == "window", _open_window)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from fractions import Fraction
+from pathlib import Path
 from typing import BinaryIO
 
 import cv2
@@ -18,7 +19,7 @@ import numpy as np
 
 from rt_dtgan.media.errors import PipeClosedError, SinkError
 from rt_dtgan.media.frames import Frame
-from rt_dtgan.media.sink import Sink, frame_rate_fraction
+from rt_dtgan.media.sink import Sink, SinkKind, frame_rate_fraction
 
 CHROMA_FORMATS = ("420jpeg", "444")
 # BT.601 limited range, RGB in 0..255 -> Y in 16..235, Cb and Cr in 16..240 (rows: Y, Cb, Cr).
@@ -119,3 +120,24 @@ class Y4MSink(Sink):
         finally:
             if self._close_stream:
                 self._stream.close()
+
+
+def _open_y4m_file(spec: str, width: int, height: int, fps: float | Fraction) -> Y4MSink:
+    path = Path(spec)
+    try:
+        stream = path.open("wb")
+    except OSError as error:
+        raise SinkError(f"cannot write {path}: {error}") from error
+    try:
+        return Y4MSink(width, height, fps, stream=stream, description=f"Y4M file {path}", close_stream=True)
+    except SinkError:
+        stream.close()
+        raise
+
+
+def _open_stdout(spec: str, width: int, height: int, fps: float | Fraction) -> Y4MSink:
+    return Y4MSink(width, height, fps)
+
+
+Y4M_PIPE_OUTPUT = SinkKind("- (Y4M on stdout)", lambda spec: spec == "-", _open_stdout)
+Y4M_FILE_OUTPUT = SinkKind("a Y4M file (.y4m)", lambda spec: Path(spec).suffix.lower() == ".y4m", _open_y4m_file)

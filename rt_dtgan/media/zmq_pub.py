@@ -8,6 +8,9 @@ Each frame is a two-part message:
 The socket binds (subscribers connect) to loopback by default. It keeps at most
 ``SEND_HIGH_WATER_MARK`` messages per subscriber: a slow subscriber loses old frames, and
 the publisher never waits.
+
+Specs: ``zmq`` (tcp://127.0.0.1:5556), ``zmq://tcp://HOST:PORT``, ``zmq+tcp://HOST:PORT``,
+``zmq+ipc://PATH``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import zmq
 
 from rt_dtgan.media.errors import SinkError
 from rt_dtgan.media.frames import Frame
-from rt_dtgan.media.sink import Sink
+from rt_dtgan.media.sink import Sink, SinkKind
 
 DEFAULT_ZMQ_ENDPOINT = "tcp://127.0.0.1:5556"
 PROTOCOL_VERSION = 1
@@ -65,3 +68,22 @@ class ZmqPublisherSink(Sink):
     def _release(self) -> None:
         self._socket.close()
         self._context.term()
+
+
+def _is_zmq(spec: str) -> bool:
+    return spec == "zmq" or spec.startswith(("zmq://", "zmq+"))
+
+
+def _zmq_endpoint(spec: str) -> str:
+    if spec == "zmq":
+        return DEFAULT_ZMQ_ENDPOINT
+    if spec.startswith("zmq://"):
+        return spec[len("zmq://") :]
+    return spec[len("zmq+") :]
+
+
+def _open_zmq(spec: str, width: int, height: int, fps: float | Fraction) -> ZmqPublisherSink:
+    return ZmqPublisherSink(_zmq_endpoint(spec), width, height, fps)
+
+
+ZMQ_OUTPUT = SinkKind("zmq://tcp://HOST:PORT", _is_zmq, _open_zmq)

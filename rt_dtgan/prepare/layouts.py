@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rt_dtgan.config import EXPRESSION_CLASSES
-from rt_dtgan.media.sources import DEFAULT_IMAGE_FPS
+from rt_dtgan.media.image_sequence import DEFAULT_IMAGE_FPS
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg"})
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})

@@ -25,11 +25,43 @@ SEQUENCE_KINDS = ("onset", "window", "mixed")
 # What A reads per frame: the aligned crop's pixels (the paper), or the tracker's face mesh
 # aligned on the eyes (rt_dtgan.face.geometry), through a small MLP.
 ENCODER_INPUTS = ("rgb", "mesh")
-# How G draws: a U-Net redraws the crop (the paper), or F's keypoint offsets move the
-# portrait's own pixels through a thin-plate spline (rt_dtgan.models.warp).
-GENERATOR_KINDS = ("unet", "warp")
 # FaceMesh points without the iris refinement.
 MESH_POINTS = 468
+
+
+@dataclass(frozen=True)
+class GeneratorContract:
+    """What a kind of G asks of a stream and gives per frame. ``draws`` True: G draws the
+    crop from the target, G(target, F(z_d)); a ``target`` graph prepares the target once and
+    the step graph gives the crop. False: F gives offsets of the target's own keypoints,
+    G(target, target_mesh, F(z_d)) moves its pixels; the step graph gives the offsets, the
+    runtime warps with them and a ``refine`` graph runs G's refiner. ``step_output`` names
+    the step graph's first output."""
+
+    draws: bool
+    step_output: str
+
+
+DRAWS_CROP = GeneratorContract(draws=True, step_output="output")
+MOVES_KEYPOINTS = GeneratorContract(draws=False, step_output="offsets")
+
+
+@dataclass(frozen=True)
+class GeneratorKind:
+    """A kind of G (``GeneratorConfig.kind``): ``module`` names the module whose
+    ``embedder_and_generator(config)`` builds its F and G, ``contract`` what its streams ask and give."""
+
+    module: str
+    contract: GeneratorContract
+
+
+# How G draws: a U-Net redraws the crop (the paper), or F's keypoint offsets move the
+# portrait's own pixels through a thin-plate spline (rt_dtgan.models.warp). A new kind is
+# its module and its entry here; the model, the graphs and the engine follow the entry.
+GENERATOR_KINDS = {
+    "unet": GeneratorKind("rt_dtgan.models.generator", DRAWS_CROP),
+    "warp": GeneratorKind("rt_dtgan.models.warp", MOVES_KEYPOINTS),
+}
 
 
 class ConfigError(RtDtganError, ValueError):
@@ -47,6 +79,11 @@ def _check_dropout(name: str, value: float) -> None:
 
 def _check_positive(name: str, values: tuple[int, ...]) -> None:
     _require(len(values) > 0 and all(v > 0 for v in values), f"{name} must be positive, got {values}")
+
+
+# A portrait larger than this on its longer side is brought down to it at load, in pixels
+# (the live path's working size: a 48-megapixel photo runs at the rate of a small one).
+PORTRAIT_SIZE = 1280
 
 
 @dataclass(frozen=True)
@@ -138,7 +175,7 @@ class GeneratorConfig:
     flow_grid: int = 64
 
     def __post_init__(self) -> None:
-        _require(self.kind in GENERATOR_KINDS, f"generator.kind must be one of {GENERATOR_KINDS}, got {self.kind!r}")
+        _require(self.kind in GENERATOR_KINDS, f"generator.kind must be one of {tuple(GENERATOR_KINDS)}, got {self.kind!r}")
         _require(8 <= self.flow_grid <= 256, f"generator.flow_grid must be in [8, 256], got {self.flow_grid}")
         _check_positive("generator.channels", tuple(self.channels))
         _check_dropout("generator.dropout", self.dropout)
@@ -240,9 +277,14 @@ class ModelConfig:
         return self.encoder.input == "mesh"
 
     @property
+    def generator_contract(self) -> GeneratorContract:
+        """What G's kind asks of a stream and gives per frame (its entry in GENERATOR_KINDS)."""
+        return GENERATOR_KINDS[self.generator.kind].contract
+
+    @property
     def warps(self) -> bool:
-        """Whether G moves the portrait's pixels (else a U-Net redraws the crop)."""
-        return self.generator.kind == "warp"
+        """Whether G moves the portrait's pixels (else it redraws the crop)."""
+        return not self.generator_contract.draws
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

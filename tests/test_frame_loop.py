@@ -199,3 +199,24 @@ def test_importing_the_command_line_leaves_torch_out():
     probe = "import sys, rt_dtgan.cli; assert 'torch' not in sys.modules, 'torch imported'"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_numpys_blas_runs_on_one_thread_during_the_loop_and_as_before_after_it():
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads() -> list[int]:
+        return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+    class Counting(Scripted):
+        def written(self, frame, report) -> None:
+            super().written(frame, report)
+            self.during = blas_threads()
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        assert before and max(before) == 2, "numpy's BLAS must be found, and on two threads, for this to mean anything"
+        transfer, capture = transfer_and_capture(3)
+        hooks = Counting()
+        with capture:
+            run_frames(transfer, capture, RecordingSink(), hooks)
+        assert hooks.during == [1] * len(before) and blas_threads() == before

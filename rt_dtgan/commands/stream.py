@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 from rt_dtgan.commands.common import UsageError, add_model_arguments, check_synthetic_spec, engine_from_arguments
+from rt_dtgan.config import PORTRAIT_SIZE
 from rt_dtgan.pipeline.hooks import FrameHooks
 
 SOURCE_WAIT_S = 1.0  # live says it waits for the source after this long without a frame
 DEMO_NEXT_STEP = "next: rt-dtgan live --camera 0 --target your-photo.jpg  (or --source your-video.mp4)"
-PORTRAIT_SIZE = 1280  # default working size: a larger portrait is brought to this longest side, in pixels, at load
 MIN_PORTRAIT_SIZE = 64
 
 
@@ -53,7 +53,7 @@ def add_parsers(commands) -> None:
     live.add_argument("--target", required=True, help="portrait image, or synthetic:SEED")
     live.add_argument(
         "--output", action="append", default=[],
-        help="window, virtualcam, FILE.mp4, - (Y4M on stdout), udp://HOST:PORT, zmq://tcp://HOST:PORT; repeatable "
+        help="window, virtualcam, FILE.mp4, - (Y4M on stdout), udp://HOST:PORT, zmq://tcp://HOST:PORT, null (discard); repeatable "
         "(default: window)",
     )
     live.add_argument("--reference", help="neutral image of the source face (default: the first tracked frame)")

@@ -5,13 +5,15 @@ Tracking runs on its own thread (``TrackingStage``); rendering and the hand-over
 sinks run on the caller's thread, and each sink may write on its own (``ThreadedSink``).
 After each frame the loop applies the requests its hooks bring (the preview window's
 hotkeys, the control channel's commands) in order, then, at most every
-STATUS_INTERVAL_S, lets them show a status line.
+STATUS_INTERVAL_S, lets them show a status line. numpy's BLAS runs on one thread meanwhile.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+
+from threadpoolctl import threadpool_limits
 
 from rt_dtgan.media import Capture, CaptureEnded, Sink, WindowAction
 from rt_dtgan.pipeline.hooks import FrameHooks
@@ -35,30 +37,38 @@ def run_frames(
     (None: for ever). Closes neither the transfer nor the sink."""
     hooks = hooks or FrameHooks()
     written, last_status = 0, 0.0
-    stage = TrackingStage(transfer, capture)
-    try:
-        while frames is None or written < frames:
-            item = stage.get(timeout=wait_s)
-            if item is None:
-                if hooks.waiting():
-                    continue
-                break
-            image, report = transfer.render(item)
-            output = item.frame.with_image(image)
-            sink.write(output)
-            written += 1
-            hooks.written(output, report)
-            if _apply_requests(hooks.requests(), transfer, hooks):
-                break
-            if time.monotonic() - last_status > STATUS_INTERVAL_S:
-                last_status = time.monotonic()
-                hooks.status(report)
-    except CaptureEnded:
-        if capture.status.error is not None:
-            raise
-    finally:
-        stage.close()
+    with single_threaded_blas():
+        stage = TrackingStage(transfer, capture)
+        try:
+            while frames is None or written < frames:
+                item = stage.get(timeout=wait_s)
+                if item is None:
+                    if hooks.waiting():
+                        continue
+                    break
+                image, report = transfer.render(item)
+                output = item.frame.with_image(image)
+                sink.write(output)
+                written += 1
+                hooks.written(output, report)
+                if _apply_requests(hooks.requests(), transfer, hooks):
+                    break
+                if time.monotonic() - last_status > STATUS_INTERVAL_S:
+                    last_status = time.monotonic()
+                    hooks.status(report)
+        except CaptureEnded:
+            if capture.status.error is not None:
+                raise
+        finally:
+            stage.close()
     return written
+
+
+def single_threaded_blas() -> threadpool_limits:
+    """numpy's BLAS on one thread while the loop runs (restored after). Its small per-frame
+    products gain nothing from a second thread, whose spinning cost 14 ms of CPU a frame
+    beside the tracker and the engine (bench/latency.py, docs/performance.md)."""
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _apply_requests(requests: Sequence[str], transfer: FaceTransfer, hooks: FrameHooks) -> bool:

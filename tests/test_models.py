@@ -1,7 +1,9 @@
-"""Shapes and ranges of the five parts, the split first convolution, dropout as noise, and
-the frozen encoder that still passes gradient to the generator."""
+"""Shapes and ranges of the five parts, the split first convolution, dropout as noise, the
+frozen encoder that still passes gradient to the generator, and every registered kind of G."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 import torch
@@ -9,9 +11,10 @@ import torch.nn.functional as F
 from conftest import make_lively_model, random_video
 from torch import nn
 
-from rt_dtgan.config import ModelConfig
+from rt_dtgan.config import GENERATOR_KINDS, ModelConfig
 from rt_dtgan.dynamics import dynamics_offline
 from rt_dtgan.models import DynamicsTransferGAN
+from rt_dtgan.runtime.graphs import graph_specs
 
 
 @pytest.mark.parametrize("size", [64, 128, 256])
@@ -90,3 +93,14 @@ def test_frozen_encoder_never_changes_but_passes_gradient_to_the_generator():
     optimiser.step()
     assert all(torch.equal(v, encoder_before[k]) for k, v in model.encoder.state_dict().items())
     assert any(not torch.equal(p, generator_before[k]) for k, p in model.generator.named_parameters())
+
+
+@pytest.mark.parametrize("kind", GENERATOR_KINDS)
+def test_every_generator_kind_builds_from_its_module_and_streams_as_its_contract_says(kind):
+    preset = ModelConfig.for_size(64)
+    config = dataclasses.replace(preset, generator=dataclasses.replace(preset.generator, kind=kind))
+    model = DynamicsTransferGAN(config)
+    contract, specs = config.generator_contract, graph_specs(config)
+    assert type(model.generator).__module__ == GENERATOR_KINDS[kind].module
+    assert next(iter(specs["step"].outputs)) == contract.step_output
+    assert ("target" in specs) == contract.draws and ("refine" in specs) == (not contract.draws)

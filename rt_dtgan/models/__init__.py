@@ -4,6 +4,7 @@ from rt_dtgan.models.discriminators import DynamicsDiscriminator, SpatialDiscrim
 from rt_dtgan.models.dtgan import INFERENCE_PARTS, PARTS, DynamicsTransferGAN
 from rt_dtgan.models.embedder import DynamicsEmbedder, KeypointEmbedder
 from rt_dtgan.models.encoder import DynamicsEncoder, LSTMState
+from rt_dtgan.models.frames import FrameFold
 from rt_dtgan.models.generator import UNetGenerator
 from rt_dtgan.models.warp import KeypointWarp, WarpGenerator
 
@@ -14,6 +15,7 @@ __all__ = [
     "DynamicsEmbedder",
     "DynamicsEncoder",
     "DynamicsTransferGAN",
+    "FrameFold",
     "KeypointEmbedder",
     "KeypointWarp",
     "WarpGenerator",

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from importlib import import_module
+
 from torch import Tensor, nn
 
-from rt_dtgan.config import ModelConfig
+from rt_dtgan.config import GENERATOR_KINDS, ModelConfig
 from rt_dtgan.models.discriminators import DynamicsDiscriminator, SpatialDiscriminator
-from rt_dtgan.models.embedder import DynamicsEmbedder, KeypointEmbedder
 from rt_dtgan.models.encoder import DynamicsEncoder
-from rt_dtgan.models.generator import UNetGenerator
-from rt_dtgan.models.warp import WarpGenerator
+from rt_dtgan.models.frames import FrameFold
 
 PARTS = ("encoder", "embedder", "generator", "spatial_discriminator", "dynamics_discriminator")
 INFERENCE_PARTS = ("encoder", "embedder", "generator")
@@ -25,12 +25,7 @@ class DynamicsTransferGAN(nn.Module):
         self.config = config
         hidden_dim = config.encoder.hidden_dim
         self.encoder = DynamicsEncoder(config.encoder, config.image_size)
-        if config.warps:
-            self.generator = WarpGenerator(config.generator, config.preprocess)
-            self.embedder = KeypointEmbedder(config.embedder, hidden_dim, self.generator.keypoints)
-        else:
-            self.embedder = DynamicsEmbedder(config.embedder, hidden_dim, config.image_size)
-            self.generator = UNetGenerator(config.generator, config.embedder.out_channels)
+        self.embedder, self.generator = embedder_and_generator(config)
         self.spatial_discriminator = SpatialDiscriminator(config.spatial_discriminator)
         self.dynamics_discriminator = DynamicsDiscriminator(config.dynamics_discriminator, hidden_dim)
         self.encoder_frozen = False
@@ -49,7 +44,7 @@ class DynamicsTransferGAN(nn.Module):
     def generate(self, target: Tensor, z_d: Tensor, target_mesh: Tensor | None = None) -> Tensor:
         """target (B, 3, S, S) in [-1, 1], z_d (B, hidden_dim) -> frames (B, 3, S, S) in [-1, 1].
         A warping G also needs the target's own eye-aligned mesh (B, MESH_POINTS, 2)."""
-        if not self.config.warps:
+        if self.config.generator_contract.draws:
             return self.generator(target, self.embedder(z_d))
         if target_mesh is None:
             raise ValueError("a warping generator needs the target's face mesh")
@@ -57,7 +52,10 @@ class DynamicsTransferGAN(nn.Module):
 
     def generate_video(self, target: Tensor, z_d: Tensor, target_mesh: Tensor | None = None) -> Tensor:
         """target (B, 3, S, S), z_d (B, T, hidden_dim) -> video (B, T, 3, S, S) in [-1, 1]."""
-        batch, length = z_d.shape[:2]
-        targets = target.unsqueeze(1).expand(-1, length, -1, -1, -1).flatten(0, 1)
-        meshes = None if target_mesh is None else target_mesh.unsqueeze(1).expand(-1, length, -1, -1).flatten(0, 1)
-        return self.generate(targets, z_d.flatten(0, 1), meshes).unflatten(0, (batch, length))
+        fold = FrameFold.of(z_d)
+        return fold.unfold(self.generate(fold.held(target), fold.frames(z_d), fold.held(target_mesh)))
+
+
+def embedder_and_generator(config: ModelConfig) -> tuple[nn.Module, nn.Module]:
+    """F and G of the config's generator kind, built by the module its GENERATOR_KINDS entry names."""
+    return import_module(GENERATOR_KINDS[config.generator.kind].module).embedder_and_generator(config)

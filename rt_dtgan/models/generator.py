@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from rt_dtgan.config import GeneratorConfig
+from rt_dtgan.config import GeneratorConfig, ModelConfig
+from rt_dtgan.models.embedder import DynamicsEmbedder
 
 
 def down_stage(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -78,3 +79,9 @@ class UNetGenerator(nn.Module):
         if self.config.residual:
             return (target + change).clamp(-1.0, 1.0)
         return torch.tanh(change)
+
+
+def embedder_and_generator(config: ModelConfig) -> tuple[DynamicsEmbedder, UNetGenerator]:
+    """F and G of kind "unet": maps of the crop size from z_d, and the U-Net that reads them."""
+    embedder = DynamicsEmbedder(config.embedder, config.encoder.hidden_dim, config.image_size)
+    return embedder, UNetGenerator(config.generator, config.embedder.out_channels)

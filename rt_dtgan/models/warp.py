@@ -20,7 +20,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
-from rt_dtgan.config import GeneratorConfig, PreprocessConfig
+from rt_dtgan.config import GeneratorConfig, ModelConfig, PreprocessConfig
+from rt_dtgan.models.embedder import KeypointEmbedder
 from rt_dtgan.models.generator import down_stage, through_unet, up_stage
 
 LIPS_OUTER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
@@ -314,3 +315,8 @@ class WarpGenerator(nn.Module):
         mask, colour = self.refiner(warped, displacement.to(warped.dtype), mouth)
         return warped, warped + mask * (colour - warped), mouth
 
+
+def embedder_and_generator(config: ModelConfig) -> tuple[KeypointEmbedder, WarpGenerator]:
+    """F and G of kind "warp": the offsets of G's keypoints from z_d, and the warp that moves them."""
+    generator = WarpGenerator(config.generator, config.preprocess)
+    return KeypointEmbedder(config.embedder, config.encoder.hidden_dim, generator.keypoints), generator

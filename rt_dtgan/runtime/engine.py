@@ -33,7 +33,7 @@ from torch import Tensor
 from rt_dtgan.config import MESH_POINTS
 from rt_dtgan.models.warp import lid_gain
 from rt_dtgan.runtime.backends import Backend, open_backend, run_in_chunks
-from rt_dtgan.runtime.graphs import GeneratorContract, graph_specs
+from rt_dtgan.runtime.graphs import graph_specs
 from rt_dtgan.runtime.pixels import to_images, to_unit_range
 from rt_dtgan.runtime.warping import KeypointMotion, WarpStage
 
@@ -79,7 +79,7 @@ class StreamEngine:
         self.config = backend.config
         self.size = backend.config.image_size
         self.device = backend.device
-        self.contract = GeneratorContract.of(backend.config)
+        self.contract = backend.config.generator_contract
         step = graph_specs(backend.config)["step"]
         self.state_keys, self.target_keys = step.state_inputs, step.target_inputs
         self.neutral_offsets_shape = () if self.contract.draws else step.outputs["offsets"]

@@ -12,9 +12,10 @@ tests. Every graph input and output is float32 (see Precision below); B is the n
 
 What A reads per frame, F: the aligned crop (3, S, S) in [-1, 1], or for a mesh-reading A
 the eye-aligned face mesh (MESH_POINTS, 2) in eye units. The generator's kind sets the rest
-(``GeneratorContract``): a U-Net draws ``output`` from the target and its response; a
-warping G has no target graph, its step gives ``offsets`` (B, K, 2), F's keypoint offsets
-in eye units, and a fourth graph refines the warp that the runtime makes of them:
+(``ModelConfig.generator_contract``, from its entry in GENERATOR_KINDS): a G that draws
+gives ``output`` from the target and its response; a warping G has no target graph, its
+step gives ``offsets`` (B, K, 2), F's keypoint offsets in eye units, and a fourth graph
+refines the warp that the runtime makes of them:
 
 - ``refine``:    warped (B, 3, S, S), displacement (B, 2, S, S), mouth (B, 1, S, S) -> mask (B, 1, S, S),
                  colour (B, 3, S, S)
@@ -182,21 +183,6 @@ class RefineGraph(nn.Module):
 
 
 @dataclass(frozen=True)
-class GeneratorContract:
-    """What a generator kind asks of a stream and gives per frame: ``draws`` True, a crop
-    ``output`` drawn from the target (a target graph prepares it once); False, keypoint
-    ``offsets`` of the target's own mesh, rendered outside the graphs. ``step_output`` names
-    the step graph's first output."""
-
-    draws: bool
-    step_output: str
-
-    @classmethod
-    def of(cls, config: ModelConfig) -> GeneratorContract:
-        return cls(draws=False, step_output="offsets") if config.warps else cls(draws=True, step_output="output")
-
-
-@dataclass(frozen=True)
 class GraphSpec:
     """Names and sample shapes of one graph; dimension 0 of every tensor is the batch B."""
 
@@ -248,16 +234,17 @@ def graph_specs(config: ModelConfig) -> dict[str, GraphSpec]:
         calibrate, steps = HistoryCalibrateGraph, (HistoryStepGraph, WarpHistoryStepGraph)
     next_state = {f"next_{name}": state[name] for name in changing}
     specs = {"calibrate": GraphSpec("calibrate", {"anchor": frame}, state, calibrate)}
-    if GeneratorContract.of(config).draws:
+    contract = config.generator_contract
+    if contract.draws:
         response = (config.generator.channels[0], size // 2, size // 2)
         target_outputs = {"target_response": response, "neutral_output": image}
         specs["target"] = GraphSpec("target", {"target": image}, target_outputs, TargetGraph)
         step_inputs = {"frame": frame, "target": image, "target_response": response} | state
-        step_outputs = {"output": image, "z_d": (hidden,)} | next_state
+        step_outputs = {contract.step_output: image, "z_d": (hidden,)} | next_state
         specs["step"] = GraphSpec("step", step_inputs, step_outputs, steps[0])
     else:
         offsets = (len(MOVING_POINTS), 2)
-        step_outputs = {"offsets": offsets, "z_d": (hidden,)} | next_state
+        step_outputs = {contract.step_output: offsets, "z_d": (hidden,)} | next_state
         specs["step"] = GraphSpec("step", {"frame": frame} | state, step_outputs, steps[1])
         refine_inputs = {"warped": image, "displacement": (2, size, size), "mouth": (1, size, size)}
         specs["refine"] = GraphSpec("refine", refine_inputs, {"mask": (1, size, size), "colour": image}, RefineGraph)

@@ -20,7 +20,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from rt_dtgan.train.config import RunConfig
-from rt_dtgan.train.data import StepBatches
+from rt_dtgan.train.data import SequenceBatch, StepBatches
+from rt_dtgan.train.objectives import Objective
 from rt_dtgan.train.state import (
     has_training_state,
     load_training_state,
@@ -95,7 +96,7 @@ class RunLogger:
 
 
 def run_training(
-    objective,
+    objective: Objective,
     run: RunConfig,
     run_dir: str | os.PathLike,
     config_dict: dict,
@@ -143,7 +144,16 @@ def _loader(run: RunConfig, start: int, rank: int) -> DataLoader:
     return DataLoader(dataset, batch_size=None, num_workers=workers, prefetch_factor=2 if workers else None, generator=own_generator)
 
 
-def _log(logger: RunLogger, objective, batch, losses: dict[str, float], step: int, run: RunConfig, frames_per_s: float, bar) -> None:
+def _log(
+    logger: RunLogger,
+    objective: Objective,
+    batch: SequenceBatch,
+    losses: dict[str, float],
+    step: int,
+    run: RunConfig,
+    frames_per_s: float,
+    bar: tqdm,
+) -> None:
     bar.update(1)
     bar.set_postfix({k: f"{v:.3f}" for k, v in list(losses.items())[:4]} | {"frames/s": f"{frames_per_s:.0f}"})
     if step % run.log_every == 0 or step == run.steps:
@@ -152,7 +162,7 @@ def _log(logger: RunLogger, objective, batch, losses: dict[str, float], step: in
         logger.videos(step, objective.preview(batch))
 
 
-def _checkpoint(objective, run_dir: Path, step: int, config: dict, checkpoint: Path, distributed: Distributed) -> None:
+def _checkpoint(objective: Objective, run_dir: Path, step: int, config: dict, checkpoint: Path, distributed: Distributed) -> None:
     if distributed.is_main:
         trees = {f"module.{name}": module.state_dict() for name, module in objective.modules().items()}
         trees |= {f"optimizer.{name}": optimizer.state_dict() for name, optimizer in objective.optimizers.items()}
@@ -163,7 +173,7 @@ def _checkpoint(objective, run_dir: Path, step: int, config: dict, checkpoint: P
         dist.barrier()
 
 
-def _resume(objective, run_dir: Path, config: dict) -> int:
+def _resume(objective: Objective, run_dir: Path, config: dict) -> int:
     step, trees, saved_config = load_training_state(run_dir)
     if _without_steps(saved_config) != _without_steps(json.loads(json.dumps(config))):
         raise ValueError(f"{run_dir} holds a run with another config; resume it with that config or use a new run directory")

@@ -1,14 +1,15 @@
 """What one training step does: pretraining the encoder A, or the GAN phases (section 3.3).
 
-An objective owns its trainable networks (wrapped for DistributedDataParallel when more
-than one process trains), their optimisers, the step, and the inference checkpoint it
-exports. Each network that DDP wraps is called through its forward exactly once per
-backward pass.
+An objective (the ``Objective`` protocol, which the training loop drives) owns its
+trainable networks (wrapped for DistributedDataParallel when more than one process
+trains), their optimisers, the step, and the inference checkpoint it exports. Each network
+that DDP wraps is called through its forward exactly once per backward pass.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
@@ -17,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from rt_dtgan.checkpoint import save_checkpoint
 from rt_dtgan.dynamics import hidden_and_static, sequence_dynamics
 from rt_dtgan.face.landmarks import MOTION_POINTS
-from rt_dtgan.models import INFERENCE_PARTS, DynamicsTransferGAN
+from rt_dtgan.models import INFERENCE_PARTS, DynamicsTransferGAN, FrameFold
 from rt_dtgan.train.config import EncoderTrainingConfig, GanTrainingConfig
 from rt_dtgan.train.data import SequenceBatch
 from rt_dtgan.train.losses import (
@@ -28,6 +29,27 @@ from rt_dtgan.train.losses import (
     generator_adversarial_loss,
     moving_l1,
 )
+
+
+class Objective(Protocol):
+    """What the training loop (train/loop.py) drives. ``name`` labels the progress bar;
+    ``optimizers`` by name, saved in the training state and restored on resume."""
+
+    name: str
+    optimizers: dict[str, torch.optim.Optimizer]
+
+    def modules(self) -> dict[str, nn.Module]:
+        """The networks the training state saves and resume restores, by name (not DDP-wrapped)."""
+
+    def step(self, batch: SequenceBatch) -> dict[str, float]:
+        """One training step on ``batch`` (on the training device) -> the figures to log by
+        name, the first four shown in the progress bar."""
+
+    def preview(self, batch: SequenceBatch) -> dict[str, Tensor]:
+        """Videos to show for ``batch``: name -> (B, T, 3, S, S) in [-1, 1]."""
+
+    def export(self, path: Path) -> Path:
+        """Write the inference checkpoint to ``path`` -> the file written."""
 
 
 def distribute(module: nn.Module, world_size: int) -> nn.Module:
@@ -150,9 +172,8 @@ class GanObjective:
         return sequence_dynamics(self.model.encoder, video, self.config.appearance_suppression)
 
     def _generate(self, network: nn.Module, target: Tensor, dynamics: Tensor) -> Tensor:
-        batch, length = dynamics.shape[:2]
-        targets = target.unsqueeze(1).expand(-1, length, -1, -1, -1).flatten(0, 1)
-        return network(targets, dynamics.flatten(0, 1)).unflatten(0, (batch, length))
+        fold = FrameFold.of(dynamics)
+        return fold.unfold(network(fold.held(target), fold.frames(dynamics)))
 
     @property
     def adversarial(self) -> bool:

@@ -31,9 +31,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import environment, percentiles, print_table, write_json  # noqa: E402
 
-from rt_dtgan.checkpoint import load_checkpoint, resolve_checkpoint  # noqa: E402
 from rt_dtgan.config import ModelConfig  # noqa: E402
 from rt_dtgan.models import DynamicsTransferGAN  # noqa: E402
+from rt_dtgan.models.checkpoint import load_checkpoint, resolve_checkpoint  # noqa: E402
 from rt_dtgan.runtime.backends import OnnxRuntimeBackend, TorchBackend  # noqa: E402
 from rt_dtgan.runtime.engine import Face, StreamEngine  # noqa: E402
 from rt_dtgan.runtime.export import export_onnx  # noqa: E402

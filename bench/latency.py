@@ -36,7 +36,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import environment, percentiles, print_table, thread_cpu_s, write_json  # noqa: E402
 
-from rt_dtgan.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint  # noqa: E402
 from rt_dtgan.config import PORTRAIT_SIZE, ModelConfig  # noqa: E402
 from rt_dtgan.face import FaceTracker  # noqa: E402
 from rt_dtgan.media import (  # noqa: E402
@@ -51,6 +50,7 @@ from rt_dtgan.media import (  # noqa: E402
     open_source,
 )
 from rt_dtgan.models import DynamicsTransferGAN  # noqa: E402
+from rt_dtgan.models.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint  # noqa: E402
 from rt_dtgan.pipeline import (  # noqa: E402
     FaceTransfer,
     FrameHooks,

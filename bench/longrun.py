@@ -25,7 +25,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import environment, write_json  # noqa: E402
 
-from rt_dtgan.checkpoint import load_checkpoint, resolve_checkpoint  # noqa: E402
+from rt_dtgan.models.checkpoint import load_checkpoint, resolve_checkpoint  # noqa: E402
 from rt_dtgan.runtime.backends import TorchBackend  # noqa: E402
 from rt_dtgan.runtime.engine import StreamEngine, to_tensor  # noqa: E402
 from rt_dtgan.synth import Expression, Identity, render  # noqa: E402

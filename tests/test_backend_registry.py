@@ -13,8 +13,8 @@ from conftest import make_lively_model
 
 import rt_dtgan.runtime.backends as backends
 import rt_dtgan.runtime.export as export
-from rt_dtgan.checkpoint import save_checkpoint
 from rt_dtgan.cli import build_parser, main
+from rt_dtgan.models.checkpoint import save_checkpoint
 from rt_dtgan.runtime.backend_protocol import BackendEntry
 from rt_dtgan.runtime.backends import BACKEND_CHOICES, BACKENDS, EXPORTERS, OnnxRuntimeBackend, backend_name, open_backend
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from conftest import make_lively_model
 
-from rt_dtgan.checkpoint import save_checkpoint
 from rt_dtgan.cli import main
 from rt_dtgan.face import load_target, prepare_target
 from rt_dtgan.face.images import fit_image
+from rt_dtgan.models.checkpoint import save_checkpoint
 from rt_dtgan.synth.dataset import synthetic_target
 
 BIG_WIDTH, BIG_HEIGHT = 3000, 2250  # a phone photo's 4:3

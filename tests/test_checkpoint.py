@@ -9,7 +9,8 @@ import torch
 from conftest import make_lively_model, random_video
 from safetensors.torch import load_file, save_file
 
-from rt_dtgan.checkpoint import (
+from rt_dtgan.models import PARTS
+from rt_dtgan.models.checkpoint import (
     DEFAULT_CHECKPOINT,
     SHIPPED_MODELS,
     CheckpointError,
@@ -18,8 +19,7 @@ from rt_dtgan.checkpoint import (
     resolve_checkpoint,
     save_checkpoint,
 )
-from rt_dtgan.dynamics import dynamics_offline, dynamics_streamed
-from rt_dtgan.models import PARTS
+from rt_dtgan.models.dynamics import dynamics_offline, dynamics_streamed
 
 
 def _outputs(model, video):

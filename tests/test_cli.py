@@ -9,8 +9,8 @@ import sys
 import pytest
 from conftest import make_lively_model
 
-from rt_dtgan.checkpoint import save_checkpoint
 from rt_dtgan.cli import main
+from rt_dtgan.models.checkpoint import save_checkpoint
 from rt_dtgan.optional import MissingExtraError, require
 
 
@@ -73,11 +73,11 @@ def test_data_synth_writes_a_dataset_and_keeps_a_full_directory(tmp_path, capsys
 
 
 def test_every_user_facing_error_has_one_root_and_keeps_its_builtin_base():
-    from rt_dtgan.checkpoint import CheckpointError
     from rt_dtgan.config import ConfigError
     from rt_dtgan.errors import RtDtganError
     from rt_dtgan.face import FaceError
     from rt_dtgan.media import SinkError, SourceError
+    from rt_dtgan.models.checkpoint import CheckpointError
     from rt_dtgan.optional import MissingExtraError
     from rt_dtgan.prepare.prepare import PrepareError
     from rt_dtgan.runtime.export import EngineError

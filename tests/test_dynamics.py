@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import random_video
 
-from rt_dtgan.dynamics import dynamics_offline, dynamics_streamed, start_dynamics, step_dynamics
+from rt_dtgan.models.dynamics import dynamics_offline, dynamics_streamed, start_dynamics, step_dynamics
 
 SIZE = 64
 

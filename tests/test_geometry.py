@@ -10,11 +10,11 @@ import pytest
 import torch
 from conftest import make_lively_geometry_model
 
-from rt_dtgan.checkpoint import load_checkpoint, save_checkpoint
 from rt_dtgan.config import MESH_POINTS, ModelConfig, PreprocessConfig
-from rt_dtgan.dynamics import windowed_offline
 from rt_dtgan.face.align import SimilarityTransform, eyes_to_crop_transform
 from rt_dtgan.face.geometry import eye_units
+from rt_dtgan.models.checkpoint import load_checkpoint, save_checkpoint
+from rt_dtgan.models.dynamics import windowed_offline
 from rt_dtgan.models.warp import HELD_POINTS, MOVING_POINTS, KeypointWarp, lid_gain
 from rt_dtgan.runtime.backends import OnnxRuntimeBackend, TorchBackend
 from rt_dtgan.runtime.engine import Face, StreamEngine
@@ -137,7 +137,7 @@ def test_streamed_offsets_equal_the_offline_computation(window):
         if window:
             z_d = windowed_offline(model.encoder, video, window)[0]
         else:
-            from rt_dtgan.dynamics import dynamics_offline
+            from rt_dtgan.models.dynamics import dynamics_offline
 
             z_d = dynamics_offline(model.encoder, video)[0]
         anchor = torch.from_numpy(meshes[:1])
@@ -233,8 +233,8 @@ def test_the_refiner_paints_only_inside_the_moved_inner_lips(portrait_target):
 def test_the_shipped_geometry_model_opens_the_portraits_mouth_when_the_driver_opens_theirs():
     from safetensors.torch import load_file
 
-    from rt_dtgan.checkpoint import SHIPPED_MODELS, resolve_checkpoint
     from rt_dtgan.face import FaceTracker, prepare_target
+    from rt_dtgan.models.checkpoint import SHIPPED_MODELS, resolve_checkpoint
     from rt_dtgan.synth import Expression, Identity, render
     from rt_dtgan.synth.dataset import synthetic_target
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from rt_dtgan.checkpoint import load_checkpoint
+from rt_dtgan.models.checkpoint import load_checkpoint
 from rt_dtgan.prepare import prepare_dataset
 from rt_dtgan.synth import Expression, Identity, render
 from rt_dtgan.synth.dataset import VideoWriter

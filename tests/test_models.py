@@ -12,8 +12,8 @@ from conftest import make_lively_model, random_video
 from torch import nn
 
 from rt_dtgan.config import GENERATOR_KINDS, ModelConfig
-from rt_dtgan.dynamics import dynamics_offline
 from rt_dtgan.models import DynamicsTransferGAN
+from rt_dtgan.models.dynamics import dynamics_offline
 from rt_dtgan.runtime.graphs import graph_specs
 
 

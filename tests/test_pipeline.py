@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from conftest import make_lively_model
 
-from rt_dtgan.checkpoint import save_checkpoint
 from rt_dtgan.cli import main
 from rt_dtgan.face import FaceTracker, load_target
 from rt_dtgan.media import BlockingCapture, CaptureEnded, open_source
+from rt_dtgan.models.checkpoint import save_checkpoint
 from rt_dtgan.pipeline import FaceTransfer, LocalDriver, TrackingStage, synthetic_source_factory
 from rt_dtgan.runtime.backends import TorchBackend
 from rt_dtgan.runtime.engine import StreamEngine

@@ -116,8 +116,8 @@ def test_the_landmark_target_teaches_a_to_read_unlabelled_video(tmp_path):
 
 def test_gan_trains_on_a_prepared_dataset(prepared, tmp_path):
     """F and G learn from the prepared videos; the encoder they read stays frozen."""
-    from rt_dtgan.checkpoint import load_checkpoint, save_checkpoint
     from rt_dtgan.models import INFERENCE_PARTS
+    from rt_dtgan.models.checkpoint import load_checkpoint, save_checkpoint
 
     start = DynamicsTransferGAN(ModelConfig.for_size(SIZE))
     # The encoder to train on, and F and G to start from, so that their starting weights are known.

@@ -10,11 +10,11 @@ import pytest
 import torch
 from conftest import make_lively_geometry_model
 
-from rt_dtgan.checkpoint import SHIPPED_ABLATIONS, SHIPPED_JUDGE, load_checkpoint
 from rt_dtgan.commands.train import referee_paths
 from rt_dtgan.config import ModelConfig
-from rt_dtgan.dynamics import windowed_offline
 from rt_dtgan.models import DynamicsTransferGAN
+from rt_dtgan.models.checkpoint import SHIPPED_ABLATIONS, SHIPPED_JUDGE, load_checkpoint
+from rt_dtgan.models.dynamics import windowed_offline
 from rt_dtgan.train.evaluate import check_referees
 from rt_dtgan.train.geometry import SETTLED_FROM, streamed_offsets
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 from conftest import make_lively_model, random_video
 
-from rt_dtgan.checkpoint import save_checkpoint
-from rt_dtgan.dynamics import dynamics_offline, windowed_offline
+from rt_dtgan.models.checkpoint import save_checkpoint
+from rt_dtgan.models.dynamics import dynamics_offline, windowed_offline
 from rt_dtgan.runtime.backends import OnnxRuntimeBackend, TorchBackend
 from rt_dtgan.runtime.engine import StreamEngine, to_image, to_tensor
 from rt_dtgan.runtime.export import EngineError, export_onnx, read_meta

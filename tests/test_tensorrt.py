@@ -9,8 +9,8 @@ import pytest
 import torch
 from conftest import make_lively_model, random_video
 
-from rt_dtgan.checkpoint import save_checkpoint
 from rt_dtgan.cli import main
+from rt_dtgan.models.checkpoint import save_checkpoint
 from rt_dtgan.runtime.backends import TorchBackend
 from rt_dtgan.runtime.engine import StreamEngine, to_image
 from rt_dtgan.runtime.export import EngineError

@@ -154,7 +154,7 @@ def test_align_pose_removes_roll_scale_and_shift():
 
 
 def test_gan_training_can_start_from_another_models_generator(tmp_path):
-    from rt_dtgan.checkpoint import load_checkpoint, save_checkpoint
+    from rt_dtgan.models.checkpoint import load_checkpoint, save_checkpoint
 
     encoder = train_encoder(EncoderTrainingConfig(run=tiny_run(1)), tmp_path / "encoder", progress=False)
     torch.manual_seed(5)
@@ -172,7 +172,7 @@ def test_gan_training_can_start_from_another_models_generator(tmp_path):
 
 
 def test_encoder_training_can_start_from_another_checkpoints_encoder(tmp_path):
-    from rt_dtgan.checkpoint import load_checkpoint, save_checkpoint
+    from rt_dtgan.models.checkpoint import load_checkpoint, save_checkpoint
 
     torch.manual_seed(7)
     start = save_checkpoint(tmp_path / "start.safetensors", DynamicsTransferGAN(ModelConfig.for_size(64)), parts=["encoder"])
@@ -244,8 +244,8 @@ def test_eval_produces_every_field_on_a_tiny_model(tmp_path, capsys):
     import dataclasses
     import json
 
-    from rt_dtgan.checkpoint import save_checkpoint
     from rt_dtgan.cli import main
+    from rt_dtgan.models.checkpoint import save_checkpoint
 
     torch.manual_seed(1)
     model = DynamicsTransferGAN(ModelConfig.for_size(64))

@@ -207,8 +207,8 @@ def decoded(path) -> list[np.ndarray]:
 
 
 def test_the_command_line_live_remote_equals_transfer_for_a_geometry_model(geometry_model, tmp_path):
-    from rt_dtgan.checkpoint import save_checkpoint
     from rt_dtgan.cli import main
+    from rt_dtgan.models.checkpoint import save_checkpoint
 
     checkpoint = save_checkpoint(tmp_path / "geometry.safetensors", geometry_model)
     common = ["--source", "synthetic:3", "--target", "synthetic:1000004", "--frames", "16"]

@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from real_driving import REAL, pearson, real_clips
 
-from rt_dtgan.checkpoint import load_checkpoint
-from rt_dtgan.dynamics import start_windowed, step_windowed
 from rt_dtgan.face import FaceTracker
 from rt_dtgan.media import open_source
+from rt_dtgan.models.checkpoint import load_checkpoint
+from rt_dtgan.models.dynamics import start_windowed, step_windowed
 from rt_dtgan.pipeline import synthetic_source_factory
 from rt_dtgan.synth.expression import CONTROLS
 from rt_dtgan.train.data import EVAL_IDENTITY_OFFSET, to_video_tensor

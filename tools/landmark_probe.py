@@ -20,8 +20,8 @@ import json
 import numpy as np
 import torch
 
-from rt_dtgan.checkpoint import load_checkpoint
-from rt_dtgan.dynamics import hidden_and_static
+from rt_dtgan.models.checkpoint import load_checkpoint
+from rt_dtgan.models.dynamics import hidden_and_static
 from rt_dtgan.train.prepared import PreparedDataConfig, prepared_batch
 
 WINDOW = 16

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rt_dtgan.checkpoint import resolve_checkpoint
 from rt_dtgan.face import FaceTracker
 from rt_dtgan.face.landmarks import FaceMeshDetector
 from rt_dtgan.media import open_source
+from rt_dtgan.models.checkpoint import resolve_checkpoint
 from rt_dtgan.pipeline import FaceTransfer, LocalDriver, load_target_spec
 from rt_dtgan.runtime.backends import open_backend
 from rt_dtgan.runtime.engine import StreamEngine

@@ -19,8 +19,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from common import environment  # noqa: E402
 
-from rt_dtgan.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from rt_dtgan.models import INFERENCE_PARTS  # noqa: E402
+from rt_dtgan.models.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 
 # Gaps between logged steps longer than this are pauses between sessions, not training.
 PAUSE_S = 600

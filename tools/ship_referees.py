@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from rt_dtgan.checkpoint import SHIPPED_ABLATIONS, SHIPPED_JUDGE, load_checkpoint, save_checkpoint
 from rt_dtgan.models import INFERENCE_PARTS
+from rt_dtgan.models.checkpoint import SHIPPED_ABLATIONS, SHIPPED_JUDGE, load_checkpoint, save_checkpoint
 
 
 def ship_judge(source: str, out: Path) -> Path:

@@ -27,10 +27,10 @@ def add_parsers(commands) -> None:
 
 
 def run_doctor(args: argparse.Namespace) -> int:
-    from rt_dtgan.checkpoint import load_checkpoint, resolve_checkpoint
     from rt_dtgan.config import ModelConfig
-    from rt_dtgan.doctor import environment_report, streaming_check
     from rt_dtgan.models import DynamicsTransferGAN
+    from rt_dtgan.models.checkpoint import load_checkpoint, resolve_checkpoint
+    from rt_dtgan.runtime.doctor import environment_report, streaming_check
 
     if args.frames < 1:
         raise UsageError("--frames must be at least 1")
@@ -51,7 +51,7 @@ def run_doctor(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from rt_dtgan.checkpoint import load_checkpoint, read_config, resolve_checkpoint
+    from rt_dtgan.models.checkpoint import load_checkpoint, read_config, resolve_checkpoint
 
     path = resolve_checkpoint(args.checkpoint)
     config, parts = read_config(path)

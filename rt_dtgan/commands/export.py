@@ -43,7 +43,7 @@ def _offering(precision: str, exporters: dict) -> str:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from rt_dtgan.checkpoint import load_checkpoint, resolve_checkpoint
+    from rt_dtgan.models.checkpoint import load_checkpoint, resolve_checkpoint
     from rt_dtgan.runtime.backends import EXPORTERS
 
     exporter = EXPORTERS[args.backend]

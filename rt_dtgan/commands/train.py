@@ -227,7 +227,7 @@ def run_train(args: argparse.Namespace) -> int:
 def referee_paths(checkpoint: str | None, judge: str | None, ablation: str | None) -> tuple[str | None, str | None]:
     """The judge and the ablation `eval` uses: the ones given ("none" for neither), else the
     shipped judge and, for a shipped model, its shipped ablation (None where there is none)."""
-    from rt_dtgan.checkpoint import SHIPPED_ABLATIONS, SHIPPED_JUDGE, SHIPPED_MODELS
+    from rt_dtgan.models.checkpoint import SHIPPED_ABLATIONS, SHIPPED_JUDGE, SHIPPED_MODELS
 
     shipped_name = "geometry" if checkpoint is None else checkpoint if checkpoint in SHIPPED_MODELS else None
     defaults = (SHIPPED_JUDGE, SHIPPED_ABLATIONS.get(shipped_name))
@@ -241,13 +241,13 @@ def referee_paths(checkpoint: str | None, judge: str | None, ablation: str | Non
 
 def _named(path: str | None) -> str | None:
     """A referee as the figures name it: a shipped one by its file name, another by its path."""
-    from rt_dtgan.checkpoint import ASSETS
+    from rt_dtgan.models.checkpoint import ASSETS
 
     return None if path is None else f"shipped {Path(path).name}" if Path(path).parent == ASSETS else path
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from rt_dtgan.checkpoint import load_checkpoint, resolve_checkpoint
+    from rt_dtgan.models.checkpoint import load_checkpoint, resolve_checkpoint
     from rt_dtgan.train.evaluate import EvalConfig, evaluate
 
     try:

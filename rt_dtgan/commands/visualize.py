@@ -28,10 +28,10 @@ def add_parsers(commands) -> None:
 def run_visualize(args: argparse.Namespace) -> int:
     import torch
 
-    from rt_dtgan.checkpoint import load_checkpoint, resolve_checkpoint
-    from rt_dtgan.dynamics import start_dynamics, step_dynamics
     from rt_dtgan.face import FaceTracker
     from rt_dtgan.media import open_sink, open_source
+    from rt_dtgan.models.checkpoint import load_checkpoint, resolve_checkpoint
+    from rt_dtgan.models.dynamics import start_dynamics, step_dynamics
     from rt_dtgan.pipeline import synthetic_source_factory
     from rt_dtgan.runtime.engine import to_image, to_tensor
 

@@ -176,7 +176,7 @@ class OnnxRuntimeBackend:
 def _open_torch(request: OpenRequest) -> TorchBackend:
     """The checkpoint in torch: float16 G on a CUDA GPU (replaying CUDA graphs with
     ``cuda_graphs``), float32 on the CPU."""
-    from rt_dtgan.checkpoint import load_checkpoint
+    from rt_dtgan.models.checkpoint import load_checkpoint
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if request.threads:

@@ -230,7 +230,7 @@ def open_engine(
     """A StreamEngine for ``checkpoint`` (a file, a shipped model's name, or None: the default
     model) on the backend ``backend`` (BACKEND_CHOICES), ``engines`` the exported engines'
     folder -> (engine, the checkpoint file, why this backend was chosen)."""
-    from rt_dtgan.checkpoint import resolve_checkpoint
+    from rt_dtgan.models.checkpoint import resolve_checkpoint
 
     path = resolve_checkpoint(checkpoint)
     opened, why = open_backend(backend, path, engines, threads, cuda_graphs)

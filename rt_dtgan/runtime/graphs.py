@@ -43,8 +43,8 @@ import torch
 from torch import Tensor, nn
 
 from rt_dtgan.config import MESH_POINTS, ModelConfig
-from rt_dtgan.dynamics import DynamicsState, WindowState, start_dynamics, start_windowed, step_dynamics, step_windowed
 from rt_dtgan.models import DynamicsTransferGAN, LSTMState
+from rt_dtgan.models.dynamics import DynamicsState, WindowState, start_dynamics, start_windowed, step_dynamics, step_windowed
 from rt_dtgan.models.warp import MOVING_POINTS
 
 GENERATOR_PARTS = ("generator", "refiner")

@@ -36,8 +36,8 @@ from torch import Tensor
 from tqdm import tqdm
 
 from rt_dtgan.config import EXPRESSION_CLASSES, HEAD_POSES
-from rt_dtgan.dynamics import sequence_dynamics
 from rt_dtgan.models import DynamicsTransferGAN
+from rt_dtgan.models.dynamics import sequence_dynamics
 from rt_dtgan.runtime.pixels import to_images
 from rt_dtgan.synth import BASIC_EXPRESSIONS, Identity, render
 from rt_dtgan.synth.sequences import onset_track

@@ -36,11 +36,11 @@ from torch import Tensor
 from torch.nn import functional
 from tqdm import tqdm
 
-from rt_dtgan.checkpoint import save_checkpoint
 from rt_dtgan.config import ModelConfig, SpatialDiscriminatorConfig
-from rt_dtgan.dynamics import sequence_dynamics, start_windowed, step_windowed
 from rt_dtgan.models import DynamicsTransferGAN
+from rt_dtgan.models.checkpoint import save_checkpoint
 from rt_dtgan.models.discriminators import SpatialDiscriminator
+from rt_dtgan.models.dynamics import sequence_dynamics, start_windowed, step_windowed
 from rt_dtgan.models.warp import LIPS_INNER, MOVING_POINTS
 from rt_dtgan.prepare import read_manifest, read_mesh, read_sequence
 from rt_dtgan.runtime.pixels import to_unit_range

@@ -15,10 +15,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from rt_dtgan.checkpoint import save_checkpoint
-from rt_dtgan.dynamics import hidden_and_static, sequence_dynamics
 from rt_dtgan.face.landmarks import MOTION_POINTS
 from rt_dtgan.models import INFERENCE_PARTS, DynamicsTransferGAN, FrameFold
+from rt_dtgan.models.checkpoint import save_checkpoint
+from rt_dtgan.models.dynamics import hidden_and_static, sequence_dynamics
 from rt_dtgan.train.config import EncoderTrainingConfig, GanTrainingConfig
 from rt_dtgan.train.data import SequenceBatch
 from rt_dtgan.train.losses import (

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 
-from rt_dtgan.checkpoint import load_checkpoint
 from rt_dtgan.config import ModelConfig
 from rt_dtgan.models import DynamicsTransferGAN
+from rt_dtgan.models.checkpoint import load_checkpoint
 from rt_dtgan.runtime.export import file_sha256
 from rt_dtgan.train.config import EncoderTrainingConfig, GanTrainingConfig, config_to_dict
 from rt_dtgan.train.loop import run_training, setup_distributed

@@ -21,7 +21,7 @@ from rt_dtgan.config import ConfigError, ModelConfig
 from rt_dtgan.errors import RtDtganError
 from rt_dtgan.models import INFERENCE_PARTS, PARTS, DynamicsTransferGAN
 
-ASSETS = Path(__file__).resolve().parent / "assets"
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
 # Models shipped inside the package, by the name --checkpoint takes: "geometry" (the default:
 # A on the face mesh, G warping the portrait) and "paper" (A on pixels, a U-Net G).
 SHIPPED_MODELS = {"geometry": ASSETS / "geometry-128.safetensors", "paper": ASSETS / "paper-128.safetensors"}
@@ -138,7 +138,7 @@ def _refuse_non_safetensors(path: Path) -> None:
     if head.startswith(_ZIP_MAGIC) or head[:1] == _PICKLE_PROTOCOL_MARK and head[1:2] in _PICKLE_PROTOCOLS:
         raise CheckpointError(
             f"{path}: is a pickle (torch.save) file; rt-dtgan never unpickles checkpoints. "
-            "Load it in a trusted environment and re-save it with rt_dtgan.checkpoint.save_checkpoint"
+            "Load it in a trusted environment and re-save it with rt_dtgan.models.checkpoint.save_checkpoint"
         )
     if len(head) < 9:
         raise CheckpointError(f"{path}: too short to be a safetensors file ({len(head)} bytes; truncated?)")

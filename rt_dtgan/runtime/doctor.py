@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import torch
 
 from rt_dtgan.config import MESH_POINTS
-from rt_dtgan.dynamics import dynamics_offline, start_dynamics, step_dynamics
 from rt_dtgan.models import DynamicsTransferGAN
+from rt_dtgan.models.dynamics import dynamics_offline, start_dynamics, step_dynamics
 from rt_dtgan.optional import EXTRA_OF_MODULE
 
 CORE_MODULES = ("numpy", "torch", "onnx", "onnxruntime", "mediapipe", "av", "zmq", "safetensors")

@@ -62,6 +62,7 @@ from rt_dtgan.media import (
 from rt_dtgan.media.av_source import CAMERA_SOURCE, LAVFI_SOURCE, VIDEO_FILE_SOURCE
 from rt_dtgan.media.encoded import UDP_OUTPUT, VIDEO_FILE_OUTPUT
 from rt_dtgan.media.generated import SYNTHETIC_SOURCE
+from rt_dtgan.media.handoff import End, HandoffThread
 from rt_dtgan.media.image_sequence import IMAGE_FOLDER_SOURCE, IMAGE_GLOB_SOURCE
 from rt_dtgan.media.null import NULL_OUTPUT
 from rt_dtgan.media.virtualcam import VIRTUAL_CAMERA_OUTPUT, backend_advice
@@ -961,6 +962,35 @@ def test_threaded_sink_raises_the_sinks_error_on_later_writes_and_on_close() -> 
     with pytest.raises(SinkError, match="write failed"):
         sink.close()
     assert inner.released
+
+
+def test_a_handoff_gives_its_items_in_order_then_its_end_at_every_call() -> None:
+    def count_then_fail() -> None:
+        for index in range(3):
+            handoff.put(index)
+        handoff.put(End(ValueError("source broke")))
+
+    handoff: HandoffThread[int] = HandoffThread(count_then_fail, "counting", depth=1)
+    handoff.start()
+    items = [handoff.get(timeout=HANG_S) for _ in range(5)]
+    assert items[:3] == [0, 1, 2]
+    assert items[3] is items[4] and str(items[3].error) == "source broke"
+    handoff.join()
+
+
+def test_stopping_a_handoff_frees_a_thread_waiting_on_a_full_queue() -> None:
+    refused = []
+
+    def put_for_ever() -> None:
+        while handoff.put("item"):
+            pass
+        refused.append(True)
+
+    handoff: HandoffThread[str] = HandoffThread(put_for_ever, "putting", depth=1)
+    handoff.start()
+    assert handoff.get(timeout=HANG_S) == "item"
+    handoff.stop(timeout=HANG_S)
+    assert refused == [True], "put gave up once stopped, and the thread ended"
 
 
 def test_each_output_spec_is_claimed_by_its_kind() -> None:

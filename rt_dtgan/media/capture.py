@@ -15,9 +15,7 @@ Which one to use:
 
 from __future__ import annotations
 
-import queue
 import threading
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -25,6 +23,7 @@ from enum import Enum
 
 from rt_dtgan.media.errors import CaptureEnded, SourceError
 from rt_dtgan.media.frames import Frame
+from rt_dtgan.media.handoff import End, HandoffThread
 from rt_dtgan.media.source import Source
 
 JOIN_TIMEOUT_S = 2.0
@@ -226,13 +225,6 @@ class LatestFrameCapture(Capture):
             self._on_status(status)
 
 
-class _End:
-    """Queue marker: the source has no more frames (``error`` says why, None for a clean end)."""
-
-    def __init__(self, error: BaseException | None) -> None:
-        self.error = error
-
-
 class BlockingCapture(Capture):
     """Reads ``source`` ahead into a queue of ``depth`` frames (1 or 2) and blocks when it is
     full: lossless and in order, for files read as fast as possible. No reconnection."""
@@ -241,13 +233,10 @@ class BlockingCapture(Capture):
         if depth not in (1, 2):
             raise ValueError(f"BlockingCapture depth must be 1 or 2, got {depth}")
         self._source = source
-        self._queue: queue.Queue[Frame | _End] = queue.Queue(maxsize=depth)
         self._lock = threading.Lock()
         self._status = CaptureStatus(CaptureState.CONNECTED)
-        self._end: _End | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"reader {source.description}", daemon=True)
-        self._thread.start()
+        self._reader: HandoffThread[Frame] = HandoffThread(self._run, f"reader {source.description}", depth)
+        self._reader.start()
 
     @property
     def status(self) -> CaptureStatus:
@@ -255,60 +244,33 @@ class BlockingCapture(Capture):
             return self._status
 
     def get(self, timeout: float | None = None) -> Frame | None:
-        if self._end is None and self._stop.is_set():
-            self._end = _End(None)
-        if self._end is None:
-            try:
-                item = self._queue.get(timeout=timeout)
-            except queue.Empty:
-                return None
-            if isinstance(item, Frame):
-                return item
-            self._end = item
-            with self._lock:
-                error = None if item.error is None else f"{type(item.error).__name__}: {item.error}"
-                self._status = replace(self._status, state=CaptureState.ENDED, error=error)
-        raise CaptureEnded(f"{self._source.description}: {self.status.describe()}") from self._end.error
+        closed_before_the_end = self._reader.stopping and self._reader.ended is None
+        item = End() if closed_before_the_end else self._reader.get(timeout)
+        if not isinstance(item, End):
+            return item
+        with self._lock:
+            error = None if item.error is None else f"{type(item.error).__name__}: {item.error}"
+            self._status = replace(self._status, state=CaptureState.ENDED, error=error)
+        raise CaptureEnded(f"{self._source.description}: {self.status.describe()}") from item.error
 
     def close(self) -> None:
-        self._stop.set()
-        deadline = time.monotonic() + JOIN_TIMEOUT_S
-        while self._thread.is_alive() and time.monotonic() < deadline:
-            self._drain()
-            self._thread.join(0.05)
+        self._reader.stop(timeout=JOIN_TIMEOUT_S)
         with self._lock:
             self._status = replace(self._status, state=CaptureState.ENDED)
 
     def _run(self) -> None:
-        end = _End(None)
+        end = End()
         try:
             for frame in self._source:
-                if not self._put(frame):
+                if not self._reader.put(frame):
                     return
                 with self._lock:
                     self._status = replace(self._status, captured=self._status.captured + 1)
         except Exception as error:  # handed to the consumer by get(), never lost on this thread
-            end = _End(error)
+            end = End(error)
         finally:
             self._source.close()
-        self._put(end)
-
-    def _put(self, item: Frame | _End) -> bool:
-        """Block until there is room; False when closed meanwhile."""
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _drain(self) -> None:
-        try:
-            while True:
-                self._queue.get_nowait()
-        except queue.Empty:
-            return
+        self._reader.put(end)
 
 
 def open_capture(source: Source) -> Capture:

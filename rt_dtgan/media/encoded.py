@@ -3,7 +3,8 @@
 H.264 comes from libx264 when this FFmpeg build has it, else MPEG-4 part 2 (``mpeg4``).
 Pixels are yuv420p; each written frame is encoded as exactly one frame, with the time stamp
 ``n / fps`` for the n-th written frame (constant frame rate). Odd widths or heights are
-padded by one repeated row or column, as yuv420p needs even sizes.
+padded by one repeated row or column, as yuv420p needs even sizes. Datasets' exact RGB
+videos are written by ``synth.dataset.VideoWriter`` instead (libx264rgb, qp 0).
 """
 
 from __future__ import annotations

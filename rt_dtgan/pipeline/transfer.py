@@ -9,8 +9,6 @@ the engine is not stepped, so its LSTM state never sees a frame without a face.
 
 from __future__ import annotations
 
-import contextlib
-import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -21,11 +19,9 @@ import numpy as np
 from rt_dtgan.face import FaceTracker, NeutralPicker, Target, TrackResult, paste_back
 from rt_dtgan.face.render import WarpPlan
 from rt_dtgan.media import Capture, Frame
+from rt_dtgan.media.handoff import STOP_POLL_S, End, HandoffThread
 from rt_dtgan.runtime.engine import AlignedFace, Generated, StreamEngine
 from rt_dtgan.runtime.warping import KeypointMotion
-
-# How often a waiting pipeline thread looks whether it is asked to stop, in seconds.
-STAGE_POLL_S = 0.1
 
 
 class StreamDriver(Protocol):
@@ -183,51 +179,30 @@ class TrackingStage:
 
     def __init__(self, transfer: FaceTransfer, capture: Capture, depth: int = 1) -> None:
         self.transfer, self.capture = transfer, capture
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="face tracking", daemon=True)
-        self._thread.start()
+        self._tracking: HandoffThread[TrackedFrame] = HandoffThread(self._run, "face tracking", depth)
+        self._tracking.start()
 
     def get(self, timeout: float | None = None) -> TrackedFrame | None:
         """The next tracked frame; None after ``timeout`` seconds without one. Raises what
-        stopped the stage: CaptureEnded at the end of the source, or the tracker's error."""
-        try:
-            item = self._queue.get(timeout=timeout)
-        except queue.Empty:
-            return None
-        if isinstance(item, BaseException):
-            self._queue.put(item)  # every later call raises it too
-            raise item
+        stopped the stage, at this call and every later one: CaptureEnded at the end of the
+        source, or the tracker's error."""
+        item = self._tracking.get(timeout)
+        if isinstance(item, End):
+            raise item.error
         return item
 
     def close(self) -> None:
         """Stop the thread and wait for it; safe to call more than once."""
-        self._stopping.set()
-        while self._thread.is_alive():
-            self._drain()
-            self._thread.join(timeout=0.05)
+        self._tracking.stop()
 
     def _run(self) -> None:
         try:
-            while not self._stopping.is_set():
-                frame = self.capture.get(timeout=STAGE_POLL_S)
+            while not self._tracking.stopping:
+                frame = self.capture.get(timeout=STOP_POLL_S)
                 if frame is not None:
-                    self._put(self.transfer.track(frame))
+                    self._tracking.put(self.transfer.track(frame))
         except Exception as error:  # handed to the rendering thread by get()
-            self._put(error)
-
-    def _put(self, item: TrackedFrame | Exception) -> None:
-        while not self._stopping.is_set():
-            try:
-                self._queue.put(item, timeout=STAGE_POLL_S)
-                return
-            except queue.Full:
-                continue
-
-    def _drain(self) -> None:
-        with contextlib.suppress(queue.Empty):
-            while True:
-                self._queue.get_nowait()
+            self._tracking.put(End(error))
 
 
 def _ms(start: float, end: float) -> float:

@@ -148,7 +148,11 @@ def _write_sequence(root: Path, subject: str, name: str, label: str, identity: I
 
 
 class VideoWriter:
-    """H.264 .mp4 writer for (S, S, 3) uint8 RGB frames (PyAV); lossless RGB or yuv420p."""
+    """H.264 writer for (S, S, 3) uint8 RGB frames (PyAV); lossless RGB or yuv420p.
+
+    Not media's EncodedSink, a display output: its yuv420p (or mpeg4 without libx264)
+    cannot hold exact RGB, and a dataset's decoded pixels must equal the rendered ones
+    (libx264rgb, qp 0, no fallback). synth sits beside media in the layers, not above it."""
 
     def __init__(self, path: Path, size: int, lossless: bool = True) -> None:
         self._container = av.open(str(path), mode="w")

@@ -3,9 +3,9 @@ paste back, sink; throughput unpaced; and, paced at the source rate, the latency
 arrival to sink and the frames dropped.
 
 The path is the one ``rt-dtgan live`` runs, the library's frame loop (pipeline.run_frames):
-decoding and face tracking on one thread (TrackingStage), the engine and paste-back on the
-main thread, the sink writing on its own thread (ThreadedSink); the latency ends when the
-sink has written the frame. The stages are timed by the loop's frame reports, the capture
+decoding and face tracking on one thread (TrackingStage), the engine on another
+(SteppingStage), paste-back on the main thread, the sink writing on its own thread
+(ThreadedSink); the latency ends when the sink has written the frame. The stages are timed by the loop's frame reports, the capture
 (decode) and the sink.
 
     python bench/latency.py --backend onnxruntime --frames 600 --sink mp4|y4m|null [--source VIDEO] \
@@ -17,8 +17,8 @@ model's refiner runs only while the mouth is open). The source defaults to the r
 lp_d3.mp4 (512x512, 30 fps) in --real, else to a synthetic face (said so on the terminal); a
 short source is played again until --frames are done. The portrait is brought to the live
 path's working size (config.PORTRAIT_SIZE). CPU time is counted per thread over the unpaced
-run: the tracking thread (decode, track, align), the main thread (engine, paste back), the
-sink's thread, and the threads of the native libraries.
+run: the tracking thread (decode, track, align), the engine's, the main thread (paste back),
+the sink's thread, and the threads of the native libraries.
 """
 
 from __future__ import annotations
@@ -66,8 +66,8 @@ from rt_dtgan.runtime.export import export_onnx  # noqa: E402
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 SINKS = {"mp4": "H.264 file", "y4m": "raw Y4M file (no encoding, as a virtual camera's copy)", "null": "frames discarded"}
 STAGES = ("decode", "track", "align", "engine", "paste", "sink")
-# Frames the tracking thread can be ahead of the written one (its queue and its hands).
-TRACKED_AHEAD = 2
+# Frames the tracking thread can be ahead of the written one (two queues and three hands).
+TRACKED_AHEAD = 4
 WAIT_S = 5.0  # a frame not tracked within this ends a run (a hung tracker), in seconds
 
 
@@ -233,8 +233,8 @@ def unpaced_run(transfer: FaceTransfer, capture: LoopingCapture, out: str, size:
 
 def thread_group(name: str) -> str:
     """A thread's name -> the part of the path it serves: tracking (decode, track, align),
-    main (engine, paste back), sink, or native (the libraries' own threads)."""
-    for prefix, group in (("MainThread", "main"), ("face tracking", "tracking"), ("sink", "sink")):
+    engine, main (paste back), sink, or native (the libraries' own threads)."""
+    for prefix, group in (("MainThread", "main"), ("face tracking", "tracking"), ("engine", "engine"), ("sink", "sink")):
         if name.startswith(prefix):
             return group
     return "native" if name == "native" else f"other ({name})"

@@ -15,7 +15,7 @@ from rt_dtgan.cli import main
 from rt_dtgan.face import FaceTracker, load_target
 from rt_dtgan.media import BlockingCapture, CaptureEnded, open_source
 from rt_dtgan.models.checkpoint import save_checkpoint
-from rt_dtgan.pipeline import FaceTransfer, LocalDriver, TrackingStage, synthetic_source_factory
+from rt_dtgan.pipeline import FaceTransfer, LocalDriver, SteppingStage, TrackingStage, synthetic_source_factory
 from rt_dtgan.runtime.backends import TorchBackend
 from rt_dtgan.runtime.engine import StreamEngine
 
@@ -87,7 +87,7 @@ def _local_transfer(model) -> FaceTransfer:
     return FaceTransfer(LocalDriver(StreamEngine(TorchBackend(model)), target), target, FaceTracker(model.config.preprocess))
 
 
-def test_tracking_on_its_own_thread_gives_the_frames_of_one_thread_in_order():
+def test_tracking_and_the_engine_on_their_own_threads_give_the_frames_of_one_thread_in_order():
     model = make_lively_model(64)
     serial = _local_transfer(model)
     with open_source(SOURCE, pace=False, synthetic_factory=synthetic_source_factory(12)) as source:
@@ -97,29 +97,39 @@ def test_tracking_on_its_own_thread_gives_the_frames_of_one_thread_in_order():
     outputs = []
     with open_source(SOURCE, pace=False, synthetic_factory=synthetic_source_factory(12)) as source:
         with BlockingCapture(source) as capture:
-            stage = TrackingStage(staged, capture)
+            tracking = TrackingStage(staged, capture)
+            stepping = SteppingStage(staged, tracking)
             with pytest.raises(CaptureEnded):
                 while True:
-                    item = stage.get(timeout=10)
-                    outputs.append((item.frame.index, staged.render(item)[0]))
-            stage.close()
+                    stepped = stepping.get(timeout=10)
+                    outputs.append((stepped.item.frame.index, staged.draw(stepped)[0]))
+            stepping.close()
+            tracking.close()
     staged.close()
     assert [index for index, _ in outputs] == list(range(12))
     assert all(np.array_equal(a, b) for a, (_, b) in zip(expected, outputs))
 
 
-def test_a_tracking_error_reaches_the_rendering_thread():
+@pytest.mark.parametrize("broken", ["track", "step"])
+def test_a_tracking_or_engine_error_reaches_the_drawing_thread(broken):
     class Broken:
         def track(self, frame):
-            raise ValueError("tracker broke")
+            if broken == "track":
+                raise ValueError("tracker broke")
+            return frame
+
+        def step(self, item):
+            raise ValueError("engine broke")
 
     with open_source(SOURCE, pace=False, synthetic_factory=synthetic_source_factory(3)) as source:
         with BlockingCapture(source) as capture:
-            stage = TrackingStage(Broken(), capture)
+            tracking = TrackingStage(Broken(), capture)
+            stepping = SteppingStage(Broken(), tracking)
             for _ in range(2):  # and keeps raising it
-                with pytest.raises(ValueError, match="tracker broke"):
-                    stage.get(timeout=10)
-            stage.close()
+                with pytest.raises(ValueError, match=f"{'tracker' if broken == 'track' else 'engine'} broke"):
+                    stepping.get(timeout=10)
+            stepping.close()
+            tracking.close()
 
 
 def test_a_lost_face_holds_the_output_and_leaves_the_engine_alone(tmp_path):

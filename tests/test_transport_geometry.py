@@ -124,7 +124,7 @@ def drive(transfer: FaceTransfer, faces: list[Face], reference: Face) -> list[np
             transfer.recalibrate(reference)
         elif index == 14:
             transfer.recalibrate()
-        portraits.append(transfer.render(tracked(face))[0])
+        portraits.append(transfer.draw(transfer.step(tracked(face)))[0])
     return portraits
 
 

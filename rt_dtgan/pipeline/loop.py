@@ -1,8 +1,9 @@
 """The frame loop, written once for ``rt-dtgan transfer``, ``rt-dtgan live`` and the
 benchmarks: source -> track -> render -> sinks.
 
-Tracking runs on its own thread (``TrackingStage``); rendering and the hand-over to the
-sinks run on the caller's thread, and each sink may write on its own (``ThreadedSink``).
+Tracking runs on its own thread (``TrackingStage``), the engine on another
+(``SteppingStage``); drawing the portrait and the hand-over to the sinks run on the
+caller's thread, and each sink may write on its own (``ThreadedSink``).
 After each frame the loop applies the requests its hooks bring (the preview window's
 hotkeys, the control channel's commands) in order, then, at most every
 STATUS_INTERVAL_S, lets them show a status line. numpy's BLAS runs on one thread meanwhile.
@@ -17,7 +18,7 @@ from threadpoolctl import threadpool_limits
 
 from rt_dtgan.media import Capture, CaptureEnded, Sink, WindowAction
 from rt_dtgan.pipeline.hooks import FrameHooks
-from rt_dtgan.pipeline.transfer import FaceTransfer, TrackingStage
+from rt_dtgan.pipeline.transfer import FaceTransfer, SteppingStage, TrackingStage
 
 STATUS_INTERVAL_S = 0.5
 
@@ -38,16 +39,17 @@ def run_frames(
     hooks = hooks or FrameHooks()
     written, last_status = 0, 0.0
     with single_threaded_blas():
-        stage = TrackingStage(transfer, capture)
+        tracking = TrackingStage(transfer, capture)
+        stepping = SteppingStage(transfer, tracking)
         try:
             while frames is None or written < frames:
-                item = stage.get(timeout=wait_s)
-                if item is None:
+                stepped = stepping.get(timeout=wait_s)
+                if stepped is None:
                     if hooks.waiting():
                         continue
                     break
-                image, report = transfer.render(item)
-                output = item.frame.with_image(image)
+                image, report = transfer.draw(stepped)
+                output = stepped.item.frame.with_image(image)
                 sink.write(output)
                 written += 1
                 hooks.written(output, report)
@@ -60,7 +62,8 @@ def run_frames(
             if capture.status.error is not None:
                 raise
         finally:
-            stage.close()
+            stepping.close()
+            tracking.close()
     return written
 
 

@@ -1,5 +1,6 @@
 """One source stream driving one target portrait: track the face, step the engine, paste
-the generated face back into the whole portrait.
+the generated face back into the whole portrait, each on its own thread in the frame loop
+(``TrackingStage``, ``SteppingStage``, the loop's own thread for drawing).
 
 The same ``FaceTransfer.process`` runs live (``rt-dtgan live``) and offline
 (``rt-dtgan transfer``), so both give the same frames for the same input. When the face is
@@ -80,14 +81,25 @@ class TrackedFrame:
     align_ms: float
 
 
+@dataclass(frozen=True, eq=False)
+class SteppedFrame:
+    """A tracked frame after the engine: ``generated`` its crop or keypoint motion (None
+    without a face, or while a remote result is not in yet), and the engine's time."""
+
+    item: TrackedFrame
+    generated: Generated | None
+    engine_ms: float
+
+
 class FaceTransfer:
     """Source frames in, whole-portrait frames out (the target image's size).
 
-    ``process(frame)`` is ``render(track(frame))``; the two halves may run on two threads
-    (``TrackingStage``), the frames passing between them in order. With a ``neutral_picker``
-    the anchor y0 becomes the most neutral face of its window once the window closes.
-    ``mirror`` is the one setting shared by the two threads: ``set_mirror`` may come from
-    either, and ``track`` reads it once per frame, at the frame's start."""
+    ``process(frame)`` is ``draw(step(track(frame)))``; the three may run on three threads
+    (``TrackingStage``, ``SteppingStage``, the caller's), the frames passing between them in
+    order. With a ``neutral_picker`` the anchor y0 becomes the most neutral face of its
+    window once the window closes. Two requests may come from any thread: ``set_mirror``,
+    which ``track`` reads once per frame at the frame's start, and ``recalibrate``, which
+    ``step`` applies before its next frame."""
 
     def __init__(
         self,
@@ -103,6 +115,8 @@ class FaceTransfer:
         self.neutral_picker = neutral_picker
         self.last_output = target.image
         self._warp_plan: WarpPlan | None = None
+        self._requests = threading.Lock()
+        self._recalibration: tuple[AlignedFace | None] | None = None  # (reference,) when asked
 
     @property
     def mirror(self) -> bool:
@@ -118,7 +132,7 @@ class FaceTransfer:
 
     def process(self, frame: Frame) -> tuple[np.ndarray, FrameReport]:
         """frame (source image, any size) -> (output (H, W, 3) uint8 of the target's size, report)."""
-        return self.render(self.track(frame))
+        return self.draw(self.step(self.track(frame)))
 
     def track(self, frame: Frame) -> TrackedFrame:
         """Find the face in the (mirrored when ``mirror``) frame and align its crop."""
@@ -131,20 +145,26 @@ class FaceTransfer:
         tracked = self.tracker.align(image, located)
         return TrackedFrame(frame, tracked, _ms(began, located_at), _ms(located_at, time.perf_counter()))
 
-    def render(self, item: TrackedFrame) -> tuple[np.ndarray, FrameReport]:
-        """Step the engine on the tracked crop and paste the result into the portrait; without
-        a face, hold the last output and leave the engine untouched."""
+    def step(self, item: TrackedFrame) -> SteppedFrame:
+        """Apply a pending recalibration, then step the engine on the tracked crop; without a
+        face, leave the engine untouched."""
+        self._apply_recalibration()
         tracked = item.tracked
         if not tracked.found:
-            return self.last_output, FrameReport(False, tracked.reason, item.track_ms, 0.0, 0.0, 0.0)
+            return SteppedFrame(item, None, 0.0)
         began = time.perf_counter()
         if self.neutral_picker is not None and (neutral := self.neutral_picker.offer(tracked)) is not None:
             self.driver.recalibrate(neutral)
-        generated = self.driver.step(tracked)
-        stepped_at = time.perf_counter()
-        if generated is not None:
-            self.last_output = self._draw(generated)
-        timings = (item.track_ms, item.align_ms, _ms(began, stepped_at), _ms(stepped_at, time.perf_counter()))
+        return SteppedFrame(item, self.driver.step(tracked), _ms(began, time.perf_counter()))
+
+    def draw(self, stepped: SteppedFrame) -> tuple[np.ndarray, FrameReport]:
+        """Paste the generated result into the portrait; without one, hold the last output."""
+        item, began = stepped.item, time.perf_counter()
+        if not item.tracked.found:
+            return self.last_output, FrameReport(False, item.tracked.reason, item.track_ms, 0.0, 0.0, 0.0)
+        if stepped.generated is not None:
+            self.last_output = self._draw(stepped.generated)
+        timings = (item.track_ms, item.align_ms, stepped.engine_ms, _ms(began, time.perf_counter()))
         return self.last_output, FrameReport(True, None, *timings)
 
     def _draw(self, generated: Generated) -> np.ndarray:
@@ -159,8 +179,18 @@ class FaceTransfer:
         return self._warp_plan.render(generated.grid, generated.mask, generated.colour)
 
     def recalibrate(self, reference: AlignedFace | None = None) -> None:
-        """The given face, else the next frame, is y0; with a neutral picker, a new window
-        then looks for a more neutral one."""
+        """The given face, else the next frame stepped, is y0; with a neutral picker, a new
+        window then looks for a more neutral one. Safe from any thread: ``step`` applies it
+        before its next frame."""
+        with self._requests:
+            self._recalibration = (reference,)
+
+    def _apply_recalibration(self) -> None:
+        with self._requests:
+            asked, self._recalibration = self._recalibration, None
+        if asked is None:
+            return
+        (reference,) = asked
         self.driver.recalibrate(reference)
         if self.neutral_picker is not None and reference is None:
             self.neutral_picker.restart()
@@ -172,7 +202,7 @@ class FaceTransfer:
 
 class TrackingStage:
     """Runs ``transfer.track`` on its own thread over the frames of ``capture`` and hands
-    them on, in order, through a queue of ``depth`` frames; the caller renders them. When
+    them on, in order, through a queue of ``depth`` frames (to ``SteppingStage``). When
     the queue is full the stage waits, so a lossless capture loses nothing, and a live
     capture drops at its newest-frame slot (where it is counted). Close it before the
     transfer (the tracker belongs to this thread while it runs)."""
@@ -201,8 +231,40 @@ class TrackingStage:
                 frame = self.capture.get(timeout=STOP_POLL_S)
                 if frame is not None:
                     self._tracking.put(self.transfer.track(frame))
-        except Exception as error:  # handed to the rendering thread by get()
+        except Exception as error:  # handed to the stepping thread by get()
             self._tracking.put(End(error))
+
+
+class SteppingStage:
+    """Runs ``transfer.step`` on its own thread over the frames ``tracking`` hands on, and
+    hands them on, in order, through a queue of ``depth`` frames; the caller draws them.
+    Close it before ``tracking`` (the driver belongs to this thread while it runs)."""
+
+    def __init__(self, transfer: FaceTransfer, tracking: TrackingStage, depth: int = 1) -> None:
+        self.transfer, self.tracking = transfer, tracking
+        self._stepping: HandoffThread[SteppedFrame] = HandoffThread(self._run, "engine", depth)
+        self._stepping.start()
+
+    def get(self, timeout: float | None = None) -> SteppedFrame | None:
+        """The next stepped frame; None after ``timeout`` seconds without one. Raises what
+        stopped tracking or stepping, at this call and every later one."""
+        item = self._stepping.get(timeout)
+        if isinstance(item, End):
+            raise item.error
+        return item
+
+    def close(self) -> None:
+        """Stop the thread and wait for it; safe to call more than once."""
+        self._stepping.stop()
+
+    def _run(self) -> None:
+        try:
+            while not self._stepping.stopping:
+                item = self.tracking.get(timeout=STOP_POLL_S)
+                if item is not None:
+                    self._stepping.put(self.transfer.step(item))
+        except Exception as error:  # handed to the drawing thread by get()
+            self._stepping.put(End(error))
 
 
 def _ms(start: float, end: float) -> float:

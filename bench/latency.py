@@ -13,7 +13,8 @@ decoding and face tracking on one thread (TrackingStage), the engine on another
 
 The model is the shipped default unless --checkpoint names another, or --fresh times fresh
 weights of a kind at --size (speed does not depend on the values, except that the geometry
-model's refiner runs only while the mouth is open). The source defaults to the real clip
+model's refiner runs only while the mouth is open: a fresh geometry model takes the shipped
+A and F, so that it opens when the driver's does). The source defaults to the real clip
 lp_d3.mp4 (512x512, 30 fps) in --real, else to a synthetic face (said so on the terminal); a
 short source is played again until --frames are done. The portrait is brought to the live
 path's working size (config.PORTRAIT_SIZE). CPU time is counted per thread over the unpaced
@@ -80,7 +81,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--source", help="video file or synthetic:SEED (default: lp_d3.mp4, else synthetic:1)")
     parser.add_argument("--target", help="portrait or synthetic:SEED (default: tpsmm_source.png, else synthetic:2)")
     parser.add_argument("--checkpoint", help="a checkpoint or a shipped name (default: the shipped default model)")
-    parser.add_argument("--fresh", choices=("geometry", "paper"), help="time fresh weights of this kind at --size instead")
+    parser.add_argument(
+        "--fresh", choices=("geometry", "paper"), help="time fresh weights of this kind at --size instead (geometry: the shipped A and F)"
+    )
     parser.add_argument("--real", default=str(REAL), help="the real clips and portraits (default: ../shared/data/real)")
     parser.add_argument("--threads", type=int, default=1, help="engine threads (the tracker uses the rest)")
     parser.add_argument(
@@ -103,11 +106,17 @@ def default_media(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def make_checkpoint(args: argparse.Namespace, workdir: Path) -> str:
-    """The checkpoint to time: --checkpoint, fresh weights of --fresh, or the shipped default."""
+    """The checkpoint to time: --checkpoint, fresh weights of --fresh, or the shipped default.
+    A fresh geometry model takes A and F from the shipped one (they do not depend on the
+    size), so that its keypoints move, and its refiner runs, as a trained model's do."""
     if args.fresh is None:
         return str(resolve_checkpoint(args.checkpoint))
-    config = ModelConfig.geometry(args.size) if args.fresh == "geometry" else ModelConfig.for_size(args.size)
-    return str(save_checkpoint(workdir / "fresh.safetensors", DynamicsTransferGAN(config)))
+    if args.fresh == "paper":
+        return str(save_checkpoint(workdir / "fresh.safetensors", DynamicsTransferGAN(ModelConfig.for_size(args.size))))
+    model, shipped = DynamicsTransferGAN(ModelConfig.geometry(args.size)), load_checkpoint(resolve_checkpoint("geometry"))
+    for part in ("encoder", "embedder"):
+        getattr(model, part).load_state_dict(getattr(shipped, part).state_dict())
+    return str(save_checkpoint(workdir / "fresh.safetensors", model))
 
 
 def make_engine(args: argparse.Namespace, workdir: Path) -> tuple[StreamEngine, str]:

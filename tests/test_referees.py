@@ -82,3 +82,13 @@ def test_eval_gives_expression_accuracy_and_the_ablation_win_rate_from_a_clean_c
         assert 0.0 <= figures[name] <= 1.0, name
     assert figures["judge"] == f"shipped {SHIPPED_JUDGE.name}"
     assert figures["ablation"] == f"shipped {SHIPPED_ABLATIONS['geometry'].name}"
+
+
+def test_eval_refuses_an_ablation_trained_with_suppression_in_one_line(capsys):
+    from rt_dtgan.cli import main
+    from rt_dtgan.models.checkpoint import SHIPPED_MODELS
+
+    argv = ["eval", "--synthetic", "--identities", "1", "--length", "2", "--ablation", str(SHIPPED_MODELS["geometry"])]
+    assert main(argv) == 2
+    error = capsys.readouterr().err.strip()
+    assert "trained with --no-suppression" in error and len(error.splitlines()) == 1

@@ -230,13 +230,14 @@ def referee_paths(checkpoint: str | None, judge: str | None, ablation: str | Non
     from rt_dtgan.models.checkpoint import SHIPPED_ABLATIONS, SHIPPED_JUDGE, SHIPPED_MODELS
 
     shipped_name = "geometry" if checkpoint is None else checkpoint if checkpoint in SHIPPED_MODELS else None
-    defaults = (SHIPPED_JUDGE, SHIPPED_ABLATIONS.get(shipped_name))
-    chosen = []
-    for given, default in zip((judge, ablation), defaults):
-        if given is None:
-            given = str(default) if default is not None and default.is_file() else None
-        chosen.append(None if given == "none" else given)
-    return chosen[0], chosen[1]
+    return _chosen(judge, SHIPPED_JUDGE), _chosen(ablation, SHIPPED_ABLATIONS.get(shipped_name))
+
+
+def _chosen(given: str | None, shipped: Path | None) -> str | None:
+    """``given`` ("none": None), else ``shipped`` where this install has it."""
+    if given is not None:
+        return None if given == "none" else given
+    return str(shipped) if shipped is not None and shipped.is_file() else None
 
 
 def _named(path: str | None) -> str | None:
@@ -248,7 +249,7 @@ def _named(path: str | None) -> str | None:
 
 def run_eval(args: argparse.Namespace) -> int:
     from rt_dtgan.models.checkpoint import load_checkpoint, resolve_checkpoint
-    from rt_dtgan.train.evaluate import EvalConfig, evaluate
+    from rt_dtgan.train.evaluate import EvalConfig, check_referees, evaluate
 
     try:
         config = EvalConfig(pairs=args.identities, length=args.length, head_pose=args.head_pose)
@@ -259,9 +260,10 @@ def run_eval(args: argparse.Namespace) -> int:
     judge = load_checkpoint(judge_path, required_parts=["encoder"]) if judge_path else None
     ablation = load_checkpoint(ablation_path) if ablation_path else None
     try:
-        figures = evaluate(model, config, judge, ablation)
+        check_referees(model, judge, ablation)
     except ValueError as error:
         raise UsageError(str(error)) from error
+    figures = evaluate(model, config, judge, ablation)
     figures |= {"checkpoint": args.checkpoint or "default", "judge": _named(judge_path), "ablation": _named(ablation_path)}
     text = json.dumps(figures, indent=2)
     print(text)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rt_dtgan.config import PORTRAIT_SIZE
 from rt_dtgan.face import FaceTracker
 from rt_dtgan.face.landmarks import FaceMeshDetector
 from rt_dtgan.media import open_source
@@ -101,7 +102,7 @@ def main() -> None:
     checkpoint = resolve_checkpoint(args.checkpoint)
     backend, _ = open_backend("auto", checkpoint, None, 1)
     engine = StreamEngine(backend)
-    target = load_target_spec(args.target, backend.config.preprocess)
+    target = load_target_spec(args.target, backend.config.preprocess, max_side=PORTRAIT_SIZE)
     results, first_pairs = {}, None
     for clip in clips:
         results[clip.name], pairs = drive_clip(engine, target, clip)

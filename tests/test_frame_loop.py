@@ -220,3 +220,15 @@ def test_numpys_blas_runs_on_one_thread_during_the_loop_and_as_before_after_it()
         with capture:
             run_frames(transfer, capture, RecordingSink(), hooks)
         assert hooks.during == [1] * len(before) and blas_threads() == before
+
+
+def test_the_live_status_line_names_a_remote_links_state_and_nothing_in_process():
+    from rt_dtgan.commands.stream import _status_line
+    from rt_dtgan.media import LatencyMeter
+
+    report = SimpleNamespace(found=True, reason=None, track_ms=4.0, engine_ms=8.0)
+    capture = SimpleNamespace(dropped=0)
+    latency = LatencyMeter().summary()
+    local, remote = SimpleNamespace(link=None), SimpleNamespace(link="outage")
+    assert "remote" not in _status_line(30.0, latency, report, capture, local)
+    assert _status_line(30.0, latency, report, capture, remote).endswith("remote outage")

@@ -1070,3 +1070,10 @@ def test_real_driving_clips_open_with_their_size_rate_and_length(
         assert (source.size, source.fps) == (size, fps)
         shapes = [frame.image.shape for frame in source]
     assert len(shapes) == frame_count and set(shapes) == {(size[1], size[0], 3)}
+
+
+def test_the_zmq_output_default_leaves_the_workers_and_the_brokers_ports_free():
+    from rt_dtgan.media.zmq_pub import DEFAULT_ZMQ_ENDPOINT
+    from rt_dtgan.transport.addresses import DEFAULT_ADDRESS, DEFAULT_BROKER_BACK
+
+    assert len({DEFAULT_ZMQ_ENDPOINT, DEFAULT_ADDRESS, DEFAULT_BROKER_BACK}) == 3

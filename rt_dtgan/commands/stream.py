@@ -256,8 +256,7 @@ class _LiveStatus(FrameHooks):
 
 def _status_line(fps: float, latency, report, capture_status, driver) -> str:
     face = "face" if report.found else f"no face ({report.reason})"
-    link = getattr(getattr(driver, "client", None), "status", None)
-    remote = f"  remote {link.value}" if link is not None else ""
+    remote = f"  remote {driver.link}" if driver.link is not None else ""
     return (
         f"{fps:5.1f} fps  latency p50 {latency.p50_ms:5.1f} ms p95 {latency.p95_ms:5.1f} ms  {face}  "
         f"track {report.track_ms:4.1f} ms engine {report.engine_ms:4.1f} ms  dropped {capture_status.dropped}{remote}"

@@ -9,7 +9,7 @@ The socket binds (subscribers connect) to loopback by default. It keeps at most
 ``SEND_HIGH_WATER_MARK`` messages per subscriber: a slow subscriber loses old frames, and
 the publisher never waits.
 
-Specs: ``zmq`` (tcp://127.0.0.1:5556), ``zmq://tcp://HOST:PORT``, ``zmq+tcp://HOST:PORT``,
+Specs: ``zmq`` (tcp://127.0.0.1:5557), ``zmq://tcp://HOST:PORT``, ``zmq+tcp://HOST:PORT``,
 ``zmq+ipc://PATH``.
 """
 
@@ -25,7 +25,8 @@ from rt_dtgan.media.errors import SinkError
 from rt_dtgan.media.frames import Frame
 from rt_dtgan.media.sink import Sink, SinkKind
 
-DEFAULT_ZMQ_ENDPOINT = "tcp://127.0.0.1:5556"
+# Beside the worker (5555) and the broker's back (5556), so that all three run on one machine.
+DEFAULT_ZMQ_ENDPOINT = "tcp://127.0.0.1:5557"
 PROTOCOL_VERSION = 1
 SEND_HIGH_WATER_MARK = 2
 

@@ -34,6 +34,10 @@ class StreamDriver(Protocol):
     def recalibrate(self, reference: AlignedFace | None = None) -> None:
         """Make the ``reference`` face the neutral anchor now, or, without one, the next frame."""
 
+    @property
+    def link(self) -> str | None:
+        """The state of the link to a remote engine, for the status line; None in-process."""
+
     def close(self) -> None: ...
 
 
@@ -53,6 +57,10 @@ class LocalDriver:
 
     def recalibrate(self, reference: AlignedFace | None = None) -> None:
         self.engine.recalibrate(self.stream, reference)
+
+    @property
+    def link(self) -> None:
+        return None
 
     def close(self) -> None:
         self.engine.close(self.stream)

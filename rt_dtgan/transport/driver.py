@@ -38,6 +38,11 @@ class RemoteDriver:
         else:
             self.client.recalibrate(reference.crop, reference_mesh=self._mesh(reference))
 
+    @property
+    def link(self) -> str:
+        """The client's connection state: 'connecting', 'streaming', 'outage' or 'closed'."""
+        return self.client.status.value
+
     def close(self) -> None:
         self.client.close()
 

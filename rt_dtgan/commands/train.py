@@ -244,7 +244,9 @@ def _named(path: str | None) -> str | None:
     """A referee as the figures name it: a shipped one by its file name, another by its path."""
     from rt_dtgan.models.checkpoint import ASSETS
 
-    return None if path is None else f"shipped {Path(path).name}" if Path(path).parent == ASSETS else path
+    if path is None or Path(path).parent != ASSETS:
+        return path
+    return f"shipped {Path(path).name}"
 
 
 def run_eval(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ frame into a whole-portrait frame (``transfer``), ``run_frames`` is the one fram
 their specs. A remote engine's driver, ``RemoteDriver``, is in ``rt_dtgan.transport``.
 """
 
-import importlib
+from rt_dtgan.lazy import lazy_attributes
 
 # Imported on first use (PEP 562), as in rt_dtgan.transport: the commands define their hooks
 # over the light ``hooks`` module without importing torch through the rest.
@@ -25,10 +25,7 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str):
-    if name not in _HOMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+__getattr__ = lazy_attributes(__name__, _HOMES)
 
 
 __all__ = [

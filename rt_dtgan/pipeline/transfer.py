@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -208,71 +209,55 @@ class FaceTransfer:
         self.tracker.close()
 
 
-class TrackingStage:
-    """Runs ``transfer.track`` on its own thread over the frames of ``capture`` and hands
-    them on, in order, through a queue of ``depth`` frames (to ``SteppingStage``). When
-    the queue is full the stage waits, so a lossless capture loses nothing, and a live
-    capture drops at its newest-frame slot (where it is counted). Close it before the
-    transfer (the tracker belongs to this thread while it runs)."""
+class ThreadStage:
+    """Runs ``work`` on its own thread, named ``name``, over the items ``upstream.get`` gives
+    (None: none yet), and hands the results on, in order, through a queue of ``depth``.
+    When the queue is full the stage waits, so nothing is dropped here. What stops
+    ``upstream`` or ``work`` (an exception) is raised by ``get``, at that call and every later one."""
+
+    def __init__(self, work: Callable, upstream, name: str, depth: int = 1) -> None:
+        self.work, self.upstream = work, upstream
+        self._thread: HandoffThread = HandoffThread(self._run, name, depth)
+        self._thread.start()
+
+    def get(self, timeout: float | None = None):
+        """The next result; None after ``timeout`` seconds without one."""
+        item = self._thread.get(timeout)
+        if isinstance(item, End):
+            raise item.error
+        return item
+
+    def close(self) -> None:
+        """Stop the thread and wait for it; safe to call more than once."""
+        self._thread.stop()
+
+    def _run(self) -> None:
+        try:
+            while not self._thread.stopping:
+                item = self.upstream.get(timeout=STOP_POLL_S)
+                if item is not None:
+                    self._thread.put(self.work(item))
+        except Exception as error:  # handed to the next stage by get()
+            self._thread.put(End(error))
+
+
+class TrackingStage(ThreadStage):
+    """``transfer.track`` on its own thread over the frames of ``capture`` -> TrackedFrames;
+    ``get`` raises CaptureEnded at the end of the source. A live capture drops at its
+    newest-frame slot (where it is counted). Close it before the transfer (the tracker
+    belongs to this thread while it runs)."""
 
     def __init__(self, transfer: FaceTransfer, capture: Capture, depth: int = 1) -> None:
-        self.transfer, self.capture = transfer, capture
-        self._tracking: HandoffThread[TrackedFrame] = HandoffThread(self._run, "face tracking", depth)
-        self._tracking.start()
-
-    def get(self, timeout: float | None = None) -> TrackedFrame | None:
-        """The next tracked frame; None after ``timeout`` seconds without one. Raises what
-        stopped the stage, at this call and every later one: CaptureEnded at the end of the
-        source, or the tracker's error."""
-        item = self._tracking.get(timeout)
-        if isinstance(item, End):
-            raise item.error
-        return item
-
-    def close(self) -> None:
-        """Stop the thread and wait for it; safe to call more than once."""
-        self._tracking.stop()
-
-    def _run(self) -> None:
-        try:
-            while not self._tracking.stopping:
-                frame = self.capture.get(timeout=STOP_POLL_S)
-                if frame is not None:
-                    self._tracking.put(self.transfer.track(frame))
-        except Exception as error:  # handed to the stepping thread by get()
-            self._tracking.put(End(error))
+        super().__init__(transfer.track, capture, "face tracking", depth)
 
 
-class SteppingStage:
-    """Runs ``transfer.step`` on its own thread over the frames ``tracking`` hands on, and
-    hands them on, in order, through a queue of ``depth`` frames; the caller draws them.
-    Close it before ``tracking`` (the driver belongs to this thread while it runs)."""
+class SteppingStage(ThreadStage):
+    """``transfer.step`` on its own thread over what ``tracking`` hands on -> SteppedFrames,
+    which the caller draws. Close it before ``tracking`` (the driver belongs to this thread
+    while it runs)."""
 
     def __init__(self, transfer: FaceTransfer, tracking: TrackingStage, depth: int = 1) -> None:
-        self.transfer, self.tracking = transfer, tracking
-        self._stepping: HandoffThread[SteppedFrame] = HandoffThread(self._run, "engine", depth)
-        self._stepping.start()
-
-    def get(self, timeout: float | None = None) -> SteppedFrame | None:
-        """The next stepped frame; None after ``timeout`` seconds without one. Raises what
-        stopped tracking or stepping, at this call and every later one."""
-        item = self._stepping.get(timeout)
-        if isinstance(item, End):
-            raise item.error
-        return item
-
-    def close(self) -> None:
-        """Stop the thread and wait for it; safe to call more than once."""
-        self._stepping.stop()
-
-    def _run(self) -> None:
-        try:
-            while not self._stepping.stopping:
-                item = self.tracking.get(timeout=STOP_POLL_S)
-                if item is not None:
-                    self._stepping.put(self.transfer.step(item))
-        except Exception as error:  # handed to the drawing thread by get()
-            self._stepping.put(End(error))
+        super().__init__(transfer.step, tracking, "engine", depth)
 
 
 def _ms(start: float, end: float) -> float:

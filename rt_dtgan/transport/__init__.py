@@ -8,7 +8,7 @@ workers; ``generate_keys`` makes the CURVE certificates a non-loopback address n
 ``ControlChannel`` takes commands for a running ``live`` from other programs.
 """
 
-import importlib
+from rt_dtgan.lazy import lazy_attributes
 
 # Imported on first use (PEP 562), so that importing a light module of this package, as the
 # CLI's parsers do, does not import torch through the worker.
@@ -41,10 +41,7 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str):
-    if name not in _HOMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+__getattr__ = lazy_attributes(__name__, _HOMES)
 
 
 __all__ = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -82,23 +83,69 @@ def test_a_config_without_data_or_with_an_unknown_held_out_clip_is_refused(prepa
         load_clips((prepared,), ("nobody",))
 
 
-def test_the_adversarial_stage_moves_only_the_refiner_and_resumes_with_its_discriminator(prepared, tmp_path):
+def test_the_adversarial_stage_moves_only_the_refiner_and_resumes_with_its_discriminator(prepared, tmp_path, monkeypatch):
+    from rt_dtgan.train import geometry
     from rt_dtgan.train.state import load_training_state
 
+    run = str(tmp_path / "run")
     config = GeometryTrainingConfig(
         data=(prepared,), hold_out=("talker2",), size=SIZE, steps=20, batch_size=16, refine_steps=5,
         refine_batch_size=4, checkpoint_every=100,
     )
-    before = load_checkpoint(train_geometry(config, str(tmp_path / "run"), progress=False)).state_dict()
-    longer = GeometryTrainingConfig(**{**config.to_dict(), "adversarial_steps": 6})
-    after = load_checkpoint(train_geometry(longer, str(tmp_path / "run"), progress=False)).state_dict()
-    refiner = [name for name in before if name.startswith("generator.refiner.")]
-    assert refiner and any(not torch.equal(before[name], after[name]) for name in refiner)
-    assert all(torch.equal(before[name], after[name]) for name in before if name.startswith(("encoder.", "embedder.")))
+
+    def with_adversarial_steps(count: int) -> GeometryTrainingConfig:
+        return GeometryTrainingConfig(**{**config.to_dict(), "adversarial_steps": count})
+
+    # Parameters, not state_dict(): the refiner's BatchNorm statistics move on every training-mode
+    # pass, whether or not an optimiser steps.
+    before = dict(load_checkpoint(train_geometry(config, run, progress=False)).named_parameters())
+    _, at_refined, _ = load_training_state(run)
+    after = dict(load_checkpoint(train_geometry(with_adversarial_steps(3), run, progress=False)).named_parameters())
+    moved = [name for name in before if not torch.equal(before[name], after[name])]
+    assert moved, "no parameter moved in the adversarial stage"
+    assert moved == [name for name in before if name.startswith("generator.refiner.")]
+    step, saved, _ = load_training_state(run)
+    assert step == 28 and _adam_steps(saved["optimizer.discriminator"]) == 3
+    trained = saved["discriminator"]
+    assert all(not torch.equal(at_refined["discriminator"][name], trained[name]) for name in trained if name.endswith("weight"))
+
+    # Resumed after three adversarial steps, the discriminator and its optimiser are the saved ones.
+    resumed = {}
+    original_resume = geometry._resume
+
+    def recording_resume(run_path, resumed_config, model, discriminator, optimizers):
+        resumed["step"] = original_resume(run_path, resumed_config, model, discriminator, optimizers)
+        resumed["discriminator"] = copy.deepcopy(discriminator.state_dict())
+        resumed["optimizer"] = copy.deepcopy(optimizers["discriminator"][0].state_dict())
+        return resumed["step"]
+
+    monkeypatch.setattr(geometry, "_resume", recording_resume)
+    train_geometry(with_adversarial_steps(6), run, progress=False)
+    assert resumed["step"] == 28
+    assert _same_tree(resumed["discriminator"], trained), "the resumed discriminator's weights are not the saved ones"
+    assert _same_tree(resumed["optimizer"], saved["optimizer.discriminator"]), "the discriminator's optimiser state was not resumed"
     logged = json.loads((tmp_path / "run" / "validation.jsonl").read_text().splitlines()[-1])
     assert logged["step"] == 31 and {"refine_detail", "warp_only_detail"} <= set(logged)
-    step, trees, _ = load_training_state(tmp_path / "run")
-    assert step == 31 and "discriminator" in trees and "optimizer.discriminator" in trees
+    step, saved, _ = load_training_state(run)
+    assert step == 31 and _adam_steps(saved["optimizer.discriminator"]) == 6
+
+
+def _adam_steps(optimizer_state: dict) -> int:
+    """The steps an Adam state dict has taken (the same for each of its parameters)."""
+    steps = {int(entry["step"]) for entry in optimizer_state["state"].values()}
+    assert len(steps) == 1, steps
+    return steps.pop()
+
+
+def _same_tree(a, b) -> bool:
+    """Whether two state dicts (nested dicts and lists of tensors and scalars) hold equal values."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and torch.equal(a, b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_tree(a[key], b[key]) for key in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same_tree(x, y) for x, y in zip(a, b))
+    return a == b
 
 
 def test_the_discriminator_sees_open_mouths_where_only_the_interior_differs():

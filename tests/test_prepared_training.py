@@ -128,10 +128,11 @@ def test_gan_trains_on_a_prepared_dataset(prepared, tmp_path):
     checkpoint = train_gan(config, tmp_path / "gan", start_checkpoint, progress=False, init_checkpoint=start_checkpoint)
     assert json.loads((tmp_path / "gan" / "config.json").read_text())["gan_training"]["run"]["data"]["root"] == prepared
     trained = load_checkpoint(checkpoint)
-    for part in INFERENCE_PARTS:
-        before, after = getattr(start, part).state_dict(), getattr(trained, part).state_dict()
-        unchanged = [name for name in before if torch.equal(before[name], after[name])]
-        if part == "encoder":
-            assert unchanged == list(before), "the frozen encoder changed"
-        else:
-            assert len(unchanged) < len(before), f"the {part} did not learn"
+    encoder_before, encoder_after = start.encoder.state_dict(), trained.encoder.state_dict()
+    assert all(torch.equal(encoder_before[name], encoder_after[name]) for name in encoder_before), "the frozen encoder changed"
+    # Parameters, not state_dict(): BatchNorm's running statistics change on every training-mode
+    # pass, so they would show a change with every weight frozen.
+    for part in ("embedder", "generator"):
+        before, after = dict(getattr(start, part).named_parameters()), dict(getattr(trained, part).named_parameters())
+        still = [name for name in before if torch.equal(before[name], after[name])]
+        assert not still, f"the {part} did not learn: {len(still)} of {len(before)} parameters unchanged ({still[:3]}...)"

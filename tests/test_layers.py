@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Bottom first; a part may import any part on an earlier line (docs/architecture.md).
 LAYERS = (
-    ("__init__", "errors", "quiet", "lazy"),
+    ("__init__", "errors", "quiet", "lazy", "endpoints"),
     ("config", "optional"),
     ("models", "synth", "media"),
     ("runtime", "face"),

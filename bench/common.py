@@ -50,14 +50,6 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def resident_mib(pid: int) -> float:
-    """The resident memory of process ``pid`` in MiB (Linux)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise SystemExit(f"no VmRSS for process {pid}")
-
-
 def print_table(rows: list[dict], columns: list[str]) -> None:
     widths = [max(len(c), *(len(_cell(r.get(c))) for r in rows)) for c in columns]
     print("  ".join(c.rjust(w) for c, w in zip(columns, widths)))

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import socket
 import sys
 import threading
 import time
@@ -28,9 +27,11 @@ import numpy as np
 import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import environment, percentiles, print_table, resident_mib, write_json  # noqa: E402
+from common import environment, percentiles, print_table, write_json  # noqa: E402
 
+from rt_dtgan.runtime.doctor import resident_mib  # noqa: E402
 from rt_dtgan.transport import ClientConfig, StreamClient  # noqa: E402
+from rt_dtgan.transport.addresses import free_address  # noqa: E402
 from rt_dtgan.transport.protocol import JpegCodec, decode_image, encode_image  # noqa: E402
 
 
@@ -61,12 +62,6 @@ def serve(address: str, size: int, threads: int) -> None:
     torch.set_num_threads(threads)
     model = DynamicsTransferGAN(ModelConfig.for_size(size)).eval()
     run_worker(WorkerConfig(bind=address, max_streams=64), StreamEngine(TorchBackend(model)))
-
-
-def free_address() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{probe.getsockname()[1]}"
 
 
 def run_client(address: str, image_format: str, crops: list[np.ndarray], warmup: int, frames: int,

@@ -21,12 +21,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import environment, percentiles, resident_mib, write_json  # noqa: E402
+from common import environment, percentiles, write_json  # noqa: E402
 
 from rt_dtgan.config import PORTRAIT_SIZE  # noqa: E402
 from rt_dtgan.face import FaceTracker  # noqa: E402
 from rt_dtgan.media import BlockingCapture, open_sink, open_source  # noqa: E402
 from rt_dtgan.pipeline import FaceTransfer, FrameHooks, LocalDriver, load_target_spec, run_frames, synthetic_source_factory  # noqa: E402
+from rt_dtgan.runtime.doctor import resident_mib  # noqa: E402
 from rt_dtgan.runtime.engine import open_engine  # noqa: E402
 
 

@@ -36,6 +36,8 @@ def make_lively_model(size: int = 64, seed: int = 0, stream_window: int | None =
 
 
 LOOPBACK = "tcp://127.0.0.1:*"
+# Seconds to wait for something to happen: long enough only to catch a hang, not to time anything.
+HANG_S = 30.0
 
 
 def make_lively_geometry_model(size: int = 64, window: int = 4, seed: int = 0) -> DynamicsTransferGAN:
@@ -95,3 +97,11 @@ def random_video(batch: int, length: int, size: int, seed: int = 0) -> torch.Ten
 @pytest.fixture(scope="session")
 def lively_model() -> DynamicsTransferGAN:
     return make_lively_model()
+
+
+def decoded(path) -> list:
+    """Every frame of a video file, as (H, W, 3) uint8 RGB arrays."""
+    import av
+
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]

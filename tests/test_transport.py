@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
-from conftest import LOOPBACK, header, new_worker, serving
+from conftest import HANG_S, LOOPBACK, header, new_worker, serving
 
 from rt_dtgan.runtime.backends import TorchBackend
 from rt_dtgan.runtime.engine import StreamEngine
@@ -39,15 +39,11 @@ from rt_dtgan.transport import (
     generate_keys,
     is_local_address,
 )
+from rt_dtgan.transport.fuzz import mutated
 from rt_dtgan.transport.protocol import MAX_HEADER_BYTES, WORKER_REPLIES, JpegCodec, encode_image, jpeg_dimensions
 from rt_dtgan.transport.security import AUTHORIZED_CLIENTS_DIR
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from fuzz_worker import mutated  # noqa: E402
-
 SIZE = 64
-# Seconds to wait for something to happen: long enough only to catch a hang, not to time anything.
-HANG_S = 30.0
 
 
 # Each module's tests run torch on one thread, as a worker beside a tracker does.
@@ -202,6 +198,21 @@ def test_oversized_message_is_refused(lively_model):
         reply, _ = peer.request([header(type="OPEN", seq=1, format="rgb24", width=SIZE, height=SIZE), pixels, pixels])
         assert reply["code"] == ErrorCode.TOO_LARGE
         assert peer.open(target) > 0
+
+
+def test_drain_keeps_the_first_parts_of_each_waiting_message_and_counts_them_all():
+    from rt_dtgan.transport.serving import drain
+
+    with zmq.Context() as context, context.socket(zmq.PAIR) as receiver, context.socket(zmq.PAIR) as sender:
+        receiver.bind("inproc://drain")
+        sender.connect("inproc://drain")
+        for message in ([b"a"], [bytes([i]) for i in range(12)], [b"b", b"c"]):
+            sender.send_multipart(message)
+        assert receiver.poll(int(HANG_S * 1000))
+        received = [([part.bytes for part in parts], count) for parts, count in drain(receiver, keep=3, most=2)]
+        assert received == [([b"a"], 1), ([b"\0", b"\1", b"\2"], 12)]  # the rest of the second read and dropped
+        assert [([part.bytes for part in parts], count) for parts, count in drain(receiver, keep=3, most=5)] == [([b"b", b"c"], 2)]
+        assert list(drain(receiver, keep=3, most=5)) == []
 
 
 def fuzz_round(peer: RawPeer, rng: np.random.Generator, valid: list[list[bytes]], messages: int, marker: int) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
-from conftest import LOOPBACK, header, new_worker, serving
+from conftest import HANG_S, LOOPBACK, header, new_worker, serving
 
 from rt_dtgan.transport import (
     Broker,
@@ -28,8 +28,6 @@ from rt_dtgan.transport import (
 from rt_dtgan.transport.security import AUTHORIZED_CLIENTS_DIR
 
 SIZE = 64
-# Seconds to wait for something to happen: long enough only to catch a hang, not to time anything.
-HANG_S = 30.0
 TESTS = str(Path(__file__).parent)
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -198,10 +196,9 @@ def test_behind_a_broker_a_gone_client_frees_its_slot_and_a_killed_worker_only_i
 
 @pytest.mark.heavy
 def test_after_10000_hostile_messages_a_real_client_is_served_at_once():
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-    import fuzz_worker
+    from rt_dtgan.transport.fuzz import failures, fuzz_worker
 
-    result = fuzz_worker.run(fuzz_worker.parse_args(["--messages", "10000", "--connections", "8", "--seed", "11"]))
-    assert fuzz_worker.failures(result) == []
+    result = fuzz_worker(messages=10000, connections=8, seed=11)
+    assert failures(result) == []
     assert result["replies"]["429"] > 100, "the OPEN flood met no limit"
     assert sum(result["replies"].values()) > 10_000

@@ -8,6 +8,7 @@ import platform
 import statistics
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -30,6 +31,14 @@ def environment_report() -> list[tuple[str, str]]:
     rows.append(("cuda", _cuda_finding()))
     rows.append(("onnxruntime providers", _onnxruntime_providers()))
     return rows
+
+
+def resident_mib(pid: int) -> float:
+    """The resident memory of process ``pid`` in MiB (Linux: /proc/PID/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
 
 
 def _module_version(name: str, missing: str) -> str:

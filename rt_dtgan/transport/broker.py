@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +37,12 @@ from rt_dtgan.transport.protocol import (
     payload_bytes,
 )
 from rt_dtgan.transport.security import check_exposure, secure_server, start_authenticator
+
+# What the broker keeps of a message: a client's identity, then a body; a worker's identity,
+# its client's, the delimiter, then a body. The rest of a longer one is read and dropped.
+CLIENT_PARTS = 1 + serving.MAX_PARTS
+WORKER_PARTS = 3 + serving.MAX_PARTS
+DRAIN_MOST = 1000  # messages taken from one socket before the other is looked at
 
 log = logging.getLogger(__name__)
 
@@ -129,13 +134,13 @@ class Broker:
             while not self._stop.is_set():
                 ready = dict(poller.poll(serving.POLL_INTERVAL_MS))
                 if self._back in ready:
-                    for parts in _drain(self._back):
+                    for parts, count in serving.drain(self._back, WORKER_PARTS, DRAIN_MOST):
                         self._forget_workers(self._back_watch.seen(parts[0].bytes, parts[0]))
-                        self._from_worker(parts)
+                        self._from_worker(parts, count)
                 if self._front in ready:
-                    for parts in _drain(self._front):
+                    for parts, count in serving.drain(self._front, CLIENT_PARTS, DRAIN_MOST):
                         self._forget_clients(self._front_watch.seen(parts[0].bytes, parts[0]))
-                        self._from_client(parts)
+                        self._from_client(parts, count)
                 self._forget_workers(self._back_watch.gone())
                 self._forget_clients(self._front_watch.gone())
                 self._forget_silent_workers()
@@ -169,19 +174,20 @@ class Broker:
 
     # -- clients ---------------------------------------------------------------------------
 
-    def _from_client(self, parts: list) -> None:
+    def _from_client(self, parts: list, count: int) -> None:
         client, body = parts[0].bytes, parts[1:]
         try:
-            worker = self._route(client, body, serving.client_key(parts[0]))
+            worker = self._route(client, body, count - 1, serving.client_key(parts[0]))
         except ProtocolError as error:
             reply = error_message(error.code, str(error), error.stream, error.seq)
             self._front.send_multipart([client, *reply], flags=zmq.NOBLOCK)
             return
         self._back.send_multipart([worker, client, b"", *body], flags=zmq.NOBLOCK, copy=False)
 
-    def _route(self, client: bytes, body: list, key: str | None) -> bytes:
-        """The worker that a client message goes to; raises ProtocolError for an ERROR reply."""
-        if not body or len(body) > serving.MAX_PARTS:
+    def _route(self, client: bytes, body: list, body_parts: int, key: str | None) -> bytes:
+        """The worker that a client message (``body_parts`` parts after its identity, ``body``
+        the first of them) goes to; raises ProtocolError for an ERROR reply."""
+        if not body or body_parts > serving.MAX_PARTS:
             raise ProtocolError(ErrorCode.BAD_MESSAGE, f"a message has 1 to {serving.MAX_PARTS} parts")
         if payload_bytes(body) > self.config.max_message_bytes:
             raise ProtocolError(ErrorCode.TOO_LARGE, f"message exceeds {self.config.max_message_bytes} bytes")
@@ -226,8 +232,11 @@ class Broker:
 
     # -- workers ---------------------------------------------------------------------------
 
-    def _from_worker(self, parts: list) -> None:
+    def _from_worker(self, parts: list, count: int) -> None:
         identity = parts[0].bytes
+        if count > len(parts):
+            log.warning("a message of %d parts from a worker, more than %d; dropped", count, WORKER_PARTS)
+            return
         delimiter = next((i for i, part in enumerate(parts) if i > 0 and len(part) == 0), None)
         if delimiter is None or delimiter + 1 >= len(parts):
             return
@@ -320,20 +329,6 @@ def _announcement(header: dict) -> tuple[int, ModelInfo, int, int] | None:
         return None
     crop_size, max_streams, streams = counts
     return crop_size, model, max_streams, streams
-
-
-def _drain(socket: zmq.Socket) -> Iterator[list]:
-    """Every message waiting now (at most 1000), each cut to MAX_PARTS + 4 parts."""
-    for _ in range(1000):
-        try:
-            parts = [socket.recv(zmq.NOBLOCK, copy=False)]
-        except zmq.Again:
-            return
-        while socket.getsockopt(zmq.RCVMORE):
-            part = socket.recv(copy=False)
-            if len(parts) < serving.MAX_PARTS + 4:
-                parts.append(part)
-        yield parts
 
 
 def run_broker(config: BrokerConfig) -> None:

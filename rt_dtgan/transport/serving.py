@@ -1,5 +1,6 @@
 """What the worker and the broker share as servers: message bounds, the poll interval,
-stopping on signals, knowing when a peer's connection is gone, and admitting OPENs.
+receiving what waits on a socket, stopping on signals, knowing when a peer's connection is
+gone, and admitting OPENs.
 
 Connections: libzmq's stable API tells a ROUTER's owner nothing when a peer disconnects
 (ROUTER_NOTIFY is a draft option, absent from the released wheels). Its socket monitor
@@ -25,12 +26,30 @@ from zmq.utils.monitor import recv_monitor_message
 
 from rt_dtgan.config import ConfigError
 
-MAX_PARTS = 8
+MAX_PARTS = 8  # of a request's body, after its envelope
 POLL_INTERVAL_MS = 50
 
 
 class Server(Protocol):
     def stop(self) -> None: ...
+
+
+def drain(socket: zmq.Socket, keep: int, most: int) -> Iterator[tuple[list[zmq.Frame], int]]:
+    """Every multipart message waiting on ``socket`` now, at most ``most`` of them, each as
+    (its first ``keep`` parts, how many parts it had): the rest are read and dropped, so that
+    a message of many parts costs no memory."""
+    for _ in range(most):
+        try:
+            parts = [socket.recv(zmq.NOBLOCK, copy=False)]
+        except zmq.Again:
+            return
+        count = 1
+        while socket.getsockopt(zmq.RCVMORE):
+            part = socket.recv(copy=False)
+            count += 1
+            if len(parts) < keep:
+                parts.append(part)
+        yield parts, count
 
 
 @contextmanager

@@ -55,8 +55,13 @@ from rt_dtgan.transport.serving import (
     ConnectionWatch,
     OpenGate,
     client_key,
+    drain,
     stop_on_signals,
 )
+
+# What the worker keeps of a message: the client's identity (from a broker, its address and
+# the delimiter), then a body; the rest of a longer one is counted and dropped.
+RECEIVED_PARTS = 2 + MAX_PARTS
 
 log = logging.getLogger(__name__)
 
@@ -198,28 +203,13 @@ class Worker:
     def _drain(self) -> Iterator[tuple[tuple[bytes, ...], list, int, float, str | None]]:
         """Every message waiting now, up to a bound: (envelope, body parts, part count, time
         received, the client's CURVE key). Clients seen gone meanwhile are forgotten."""
-        for _ in range(4 * self.config.max_streams + 16):
-            try:
-                parts, count = self._receive_parts()
-            except zmq.Again:
-                return
+        for parts, count in drain(self._socket, RECEIVED_PARTS, 4 * self.config.max_streams + 16):
             envelope, body = self._split_envelope(parts)
             if envelope is None:
                 continue
             if self._watch is not None:
                 self._forget_clients(self._watch.seen(envelope[0], parts[0]))
             yield envelope, body, count - len(parts) + len(body), time.perf_counter(), client_key(parts[0])
-
-    def _receive_parts(self) -> tuple[list, int]:
-        """One multipart message, keeping at most MAX_PARTS + 2 parts (the rest are read and dropped)."""
-        parts = [self._socket.recv(zmq.NOBLOCK, copy=False)]
-        count = 1
-        while self._socket.getsockopt(zmq.RCVMORE):
-            part = self._socket.recv(copy=False)
-            count += 1
-            if len(parts) < MAX_PARTS + 2:
-                parts.append(part)
-        return parts, count
 
     def _split_envelope(self, parts: list) -> tuple[tuple[bytes, ...] | None, list]:
         """ROUTER: the first part is the client's identity. From a broker: the parts up to the

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import pytest
-from conftest import make_lively_model
+from conftest import decoded, make_lively_model
 
 from rt_dtgan.cli import main
 from rt_dtgan.face import load_target, prepare_target
@@ -46,11 +45,6 @@ def big_portrait(tmp_path_factory, big_face) -> Path:
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     return save_checkpoint(tmp_path_factory.mktemp("model") / "lively.safetensors", make_lively_model(64))
-
-
-def decoded(path: Path) -> list[np.ndarray]:
-    with av.open(str(path)) as container:
-        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
 
 
 def test_a_big_portrait_is_brought_to_the_working_size_and_its_face_found(big_portrait, big_face):

@@ -25,6 +25,7 @@ import av
 import numpy as np
 import pytest
 import zmq
+from conftest import HANG_S
 
 from rt_dtgan.media import (
     SINK_KINDS,
@@ -74,8 +75,6 @@ from rt_dtgan.optional import MissingExtraError
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 WIDTH, HEIGHT, FPS, FRAME_COUNT = 64, 48, 25, 30
 SQUARE = 8
-# Seconds to wait for something to happen: long enough only to catch a hang, not to time anything.
-HANG_S = 30.0
 
 
 def moving_square(index: int, width: int = WIDTH, height: int = HEIGHT) -> np.ndarray:

@@ -9,7 +9,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from conftest import make_lively_model
+from conftest import decoded, make_lively_model
 
 from rt_dtgan.cli import main
 from rt_dtgan.face import FaceTracker, load_target
@@ -26,11 +26,6 @@ SOURCE, TARGET = "synthetic:3", "synthetic:1000004"
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     return save_checkpoint(tmp_path_factory.mktemp("model") / "lively.safetensors", make_lively_model(64))
-
-
-def decoded(path: Path) -> list[np.ndarray]:
-    with av.open(str(path)) as container:
-        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
 
 
 def test_transfer_writes_one_frame_per_source_frame_at_the_source_rate(checkpoint, tmp_path, capsys):

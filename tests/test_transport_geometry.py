@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import zmq
-from conftest import LOOPBACK, header, make_lively_geometry_model, new_worker, serving
+from conftest import HANG_S, LOOPBACK, decoded, header, make_lively_geometry_model, new_worker, serving
 
 from rt_dtgan.config import MESH_POINTS, PreprocessConfig
 from rt_dtgan.models import DynamicsTransferGAN
@@ -37,8 +37,6 @@ from rt_dtgan.transport.protocol import JpegCodec, decode_motion, encode_motion
 
 SIZE = 64
 MESH_BYTES = MESH_POINTS * 2 * 4
-# Seconds to wait for something to happen: long enough only to catch a hang, not to time anything.
-HANG_S = 30.0
 
 
 # Each module's tests run torch on one thread, as a worker beside a tracker does.
@@ -197,13 +195,6 @@ def test_a_reopened_stream_keeps_its_anchor_with_its_mesh(geometry_model, portra
             reopened = client.process(later.crop, mesh=later.mesh, timeout_s=5)
             assert client.outages == 1
     assert_same_motion(reopened.motion, engine.step(stream, later))
-
-
-def decoded(path) -> list[np.ndarray]:
-    import av
-
-    with av.open(str(path)) as container:
-        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
 
 
 def test_the_command_line_live_remote_equals_transfer_for_a_geometry_model(geometry_model, tmp_path):

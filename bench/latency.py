@@ -211,7 +211,7 @@ class Reports(FrameHooks):
             now = thread_cpu_s()
             self.cpu = {name: seconds - self._first.get(name, 0.0) for name, seconds in now.items()}
 
-    def waiting(self) -> bool:
+    def waiting(self, stalled) -> bool:
         return False
 
 

@@ -58,6 +58,9 @@ class RecordingDriver:
     def recalibrate(self, reference=None) -> None:
         self.recalibrations += 1
 
+    def interrupt(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
@@ -85,7 +88,7 @@ class Scripted(FrameHooks):
         self.written_count += 1
 
     def requests(self) -> list[str]:
-        return self.script.get(self.written_count, [])
+        return self.script.pop(self.written_count, [])
 
     def applied(self, request, transfer) -> None:
         self.told.append((request, transfer.mirror))
@@ -93,7 +96,7 @@ class Scripted(FrameHooks):
     def status(self, report) -> None:
         self.statuses += 1
 
-    def waiting(self) -> bool:
+    def waiting(self, stalled) -> bool:
         self.waits += 1
         return self.wait
 

@@ -116,6 +116,9 @@ def test_a_tracking_or_engine_error_reaches_the_drawing_thread(broken):
         def step(self, item):
             raise ValueError("engine broke")
 
+        def interrupt(self) -> None:
+            pass
+
     with open_source(SOURCE, pace=False, synthetic_factory=synthetic_source_factory(3)) as source:
         with BlockingCapture(source) as capture:
             tracking = TrackingStage(Broken(), capture)

@@ -249,8 +249,8 @@ class _LiveStatus(FrameHooks):
     def status(self, report) -> None:
         _status(_status_line(self.rate.rate, self.latency.summary(), report, self.capture.status, self.transfer.driver))
 
-    def waiting(self) -> bool:
-        _status(f"waiting for the source: {self.capture.status.describe()}")
+    def waiting(self, stalled) -> bool:
+        _status(_waiting_line(stalled, self.capture.status, self.transfer.driver))
         return True
 
 
@@ -261,6 +261,15 @@ def _status_line(fps: float, latency, report, capture_status, driver) -> str:
         f"{fps:5.1f} fps  latency p50 {latency.p50_ms:5.1f} ms p95 {latency.p95_ms:5.1f} ms  {face}  "
         f"track {report.track_ms:4.1f} ms engine {report.engine_ms:4.1f} ms  dropped {capture_status.dropped}{remote}"
     )
+
+
+def _waiting_line(stalled: str, capture_status, driver) -> str:
+    """'waiting for the source: connected', 'waiting for the engine: remote outage', ..."""
+    if stalled == "source":
+        return f"waiting for the source: {capture_status.describe()}"
+    if stalled == "engine" and driver.link is not None:
+        return f"waiting for the engine: remote {driver.link}"
+    return f"waiting for the {stalled}"
 
 
 def _status(text: str) -> None:

@@ -26,7 +26,9 @@ from rt_dtgan.media.frames import Frame
 from rt_dtgan.media.handoff import End, HandoffThread
 from rt_dtgan.media.source import Source
 
-JOIN_TIMEOUT_S = 2.0
+# How long closing waits for the reading thread; one stalled in a read longer than this (a
+# camera or stream that stopped sending) is left to end on its own, a daemon.
+JOIN_TIMEOUT_S = 0.5
 
 
 class CaptureState(Enum):

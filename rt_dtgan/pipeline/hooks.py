@@ -28,6 +28,7 @@ class FrameHooks:
     def status(self, report: FrameReport) -> None:
         """Time for a status line; ``report`` is the last frame's."""
 
-    def waiting(self) -> bool:
-        """No tracked frame came within the loop's ``wait_s``: True waits on, False ends the loop."""
+    def waiting(self, stalled: str) -> bool:
+        """No frame came within the loop's ``wait_s``; ``stalled`` is what it waits on: 'source',
+        'face tracking' or 'engine'. True waits on, False ends the loop."""
         return True

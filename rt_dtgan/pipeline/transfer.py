@@ -25,6 +25,10 @@ from rt_dtgan.media.handoff import STOP_POLL_S, End, HandoffThread
 from rt_dtgan.runtime.engine import AlignedFace, Generated, StreamEngine
 from rt_dtgan.runtime.warping import KeypointMotion
 
+# How long closing a stage waits for its thread; one still busy after that (a step that
+# cannot be interrupted) is left to end on its own, a daemon.
+STAGE_STOP_S = 0.5
+
 
 class StreamDriver(Protocol):
     """Makes generated frames for one stream, in-process or on a remote worker."""
@@ -34,6 +38,10 @@ class StreamDriver(Protocol):
 
     def recalibrate(self, reference: AlignedFace | None = None) -> None:
         """Make the ``reference`` face the neutral anchor now, or, without one, the next frame."""
+
+    def interrupt(self) -> None:
+        """Make a step or recalibration waiting on a remote engine give up now, and every later
+        one: the driver is closing. Safe from any thread."""
 
     @property
     def link(self) -> str | None:
@@ -58,6 +66,9 @@ class LocalDriver:
 
     def recalibrate(self, reference: AlignedFace | None = None) -> None:
         self.engine.recalibrate(self.stream, reference)
+
+    def interrupt(self) -> None:
+        """Nothing to do: an in-process step waits on nothing."""
 
     @property
     def link(self) -> None:
@@ -204,6 +215,11 @@ class FaceTransfer:
         if self.neutral_picker is not None and reference is None:
             self.neutral_picker.restart()
 
+    def interrupt(self) -> None:
+        """A step waiting on a remote engine gives up now, and every later one: the transfer
+        is closing. Safe from any thread."""
+        self.driver.interrupt()
+
     def close(self) -> None:
         self.driver.close()
         self.tracker.close()
@@ -213,10 +229,12 @@ class ThreadStage:
     """Runs ``work`` on its own thread, named ``name``, over the items ``upstream.get`` gives
     (None: none yet), and hands the results on, in order, through a queue of ``depth``.
     When the queue is full the stage waits, so nothing is dropped here. What stops
-    ``upstream`` or ``work`` (an exception) is raised by ``get``, at that call and every later one."""
+    ``upstream`` or ``work`` (an exception) is raised by ``get``, at that call and every later
+    one. ``working``: whether ``work`` is running now (what a stalled loop waits on)."""
 
     def __init__(self, work: Callable, upstream, name: str, depth: int = 1) -> None:
-        self.work, self.upstream = work, upstream
+        self.work, self.upstream, self.name = work, upstream, name
+        self.working = False
         self._thread: HandoffThread = HandoffThread(self._run, name, depth)
         self._thread.start()
 
@@ -228,17 +246,24 @@ class ThreadStage:
         return item
 
     def close(self) -> None:
-        """Stop the thread and wait for it; safe to call more than once."""
-        self._thread.stop()
+        """Stop the thread and wait for it, at most STAGE_STOP_S; safe to call more than once."""
+        self._thread.stop(timeout=STAGE_STOP_S)
 
     def _run(self) -> None:
         try:
             while not self._thread.stopping:
                 item = self.upstream.get(timeout=STOP_POLL_S)
                 if item is not None:
-                    self._thread.put(self.work(item))
+                    self._thread.put(self._work_on(item))
         except Exception as error:  # handed to the next stage by get()
             self._thread.put(End(error))
+
+    def _work_on(self, item):
+        self.working = True
+        try:
+            return self.work(item)
+        finally:
+            self.working = False
 
 
 class TrackingStage(ThreadStage):
@@ -254,10 +279,16 @@ class TrackingStage(ThreadStage):
 class SteppingStage(ThreadStage):
     """``transfer.step`` on its own thread over what ``tracking`` hands on -> SteppedFrames,
     which the caller draws. Close it before ``tracking`` (the driver belongs to this thread
-    while it runs)."""
+    while it runs); closing interrupts the driver, which can then only be closed."""
 
     def __init__(self, transfer: FaceTransfer, tracking: TrackingStage, depth: int = 1) -> None:
         super().__init__(transfer.step, tracking, "engine", depth)
+        self.transfer = transfer
+
+    def close(self) -> None:
+        """Interrupt a step waiting on a remote engine, then stop the thread."""
+        self.transfer.interrupt()
+        super().close()
 
 
 def _ms(start: float, end: float) -> float:

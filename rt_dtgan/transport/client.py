@@ -2,7 +2,8 @@
 
 Single-threaded: every call advances the link (sends, receives, notices outages and
 recovers), so a live loop calls ``submit`` and ``poll`` once per camera frame and an
-offline loop calls ``process``. At most ``max_in_flight`` frames are on the wire; a frame
+offline loop calls ``process``. The one call for another thread is ``interrupt``: what
+waits on the worker gives up at once, so that its owner can close the client. At most ``max_in_flight`` frames are on the wire; a frame
 submitted while they are waits in one slot, where a newer frame replaces it. Results are
 matched by sequence number and handed out in order; a late one is dropped.
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -160,6 +162,7 @@ class StreamClient:
         self._failed: dict[int, TransportError] = {}
         self._replies: dict[int, dict] = {}
         self._outage_began: float | None = None
+        self._interrupted = threading.Event()
         self._link = self._new_link()
 
     # -- status ----------------------------------------------------------------------------
@@ -234,6 +237,12 @@ class StreamClient:
         self._request([header, *self._face_payloads(faces)], MessageType.CALIBRATED, timeout_s)
         self._anchor = reference
 
+    def interrupt(self) -> None:
+        """Make a call waiting on the worker (``process``, ``connect``, ``open``,
+        ``recalibrate``) raise TransportError within 50 ms, and every such call after it:
+        the client is then only to be closed. Safe from any thread."""
+        self._interrupted.set()
+
     def close(self) -> None:
         """Close the stream (best effort) and the socket."""
         if self._closed:
@@ -285,7 +294,7 @@ class StreamClient:
         self._drain_in_flight(timeout_s)
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         seq = None
-        while deadline is None or time.monotonic() < deadline:
+        while self._may_wait(deadline):
             if self._phase == _Phase.STREAMING and seq not in self._in_flight:
                 seq = next(self._seq)
                 self._send_frame(seq, face, ts_ns)
@@ -476,7 +485,7 @@ class StreamClient:
         seq = parse_header(parts[0])["seq"]
         self._send(parts)
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        while self._may_wait(deadline):
             self._advance(0.05)
             reply = self._replies.pop(seq, None)
             if reply is None:
@@ -491,9 +500,15 @@ class StreamClient:
         """Before a blocking call: let frames submitted earlier come back (or time out)."""
         self._waiting = None
         deadline = time.monotonic() + (self.config.reply_timeout_s if timeout_s is None else timeout_s)
-        while self._in_flight and self._phase == _Phase.STREAMING and time.monotonic() < deadline:
+        while self._in_flight and self._phase == _Phase.STREAMING and self._may_wait(deadline):
             self._advance(0.05)
         self._fresh = None
+
+    def _may_wait(self, deadline: float | None) -> bool:
+        """Whether a wait goes on: before ``deadline`` (None: no limit). Raises TransportError once interrupted."""
+        if self._interrupted.is_set():
+            raise TransportError(f"interrupted while waiting on {self.config.address} (link {self.status.value})")
+        return deadline is None or time.monotonic() < deadline
 
     def _require_stream(self) -> None:
         if self._closed:

@@ -38,6 +38,10 @@ class RemoteDriver:
         else:
             self.client.recalibrate(reference.crop, reference_mesh=self._mesh(reference))
 
+    def interrupt(self) -> None:
+        """A step or recalibration waiting on the worker gives up now (from any thread)."""
+        self.client.interrupt()
+
     @property
     def link(self) -> str:
         """The client's connection state: 'connecting', 'streaming', 'outage' or 'closed'."""

@@ -157,9 +157,10 @@ def test_prepare_writes_the_manifest_and_lossless_videos_of_the_aligned_faces(pr
     assert (inner_lips_y > manifest["preprocess"]["left_eye"][1]).all() and (inner_lips_y < 1).all()
     assert first["landmarks"] == "sequences/S005_001.landmarks.npy"
     np.testing.assert_allclose(read_mesh(prepared, first), np.stack([t.mesh for t in expected]), atol=1e-6)
+    np.testing.assert_allclose(read_mesh(prepared, first, "crop_mesh"), np.stack([t.crop_mesh for t in expected]), atol=1e-6)
     assert sorted(path.name for path in (prepared / "sequences").iterdir()) == [
-        "S005_001.landmarks.npy", "S005_001.mesh.npy", "S005_001.mkv",
-        "S010_001.landmarks.npy", "S010_001.mesh.npy", "S010_001.mkv",
+        "S005_001.crop_mesh.npy", "S005_001.landmarks.npy", "S005_001.mesh.npy", "S005_001.mkv",
+        "S010_001.crop_mesh.npy", "S010_001.landmarks.npy", "S010_001.mesh.npy", "S010_001.mkv",
     ]
 
 

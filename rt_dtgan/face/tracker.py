@@ -13,6 +13,7 @@ from rt_dtgan.face.align import SimilarityTransform, align
 from rt_dtgan.face.geometry import eye_units
 from rt_dtgan.face.images import check_rgb_image
 from rt_dtgan.face.landmarks import FaceLandmarks, FaceMeshDetector
+from rt_dtgan.face.pose import HeadPose, frontal_mesh, head_pose
 from rt_dtgan.face.smoothing import OneEuroConfig, OneEuroFilter
 
 NO_FACE = "no face detected"
@@ -64,9 +65,11 @@ class TrackerConfig:
 class TrackResult:
     """One frame's outcome. When ``found``: ``crop`` (S, S, 3) uint8 aligned face,
     ``transform`` frame -> crop pixels, ``eyes`` (2, 2) the smoothed eye centres used for
-    it, ``landmarks`` the raw landmarks in frame pixels, ``mesh`` (MESH_POINTS, 2) float32
-    the landmarks in eye units of the crop (face/geometry.py). Otherwise those are None and
-    ``reason`` says why (NO_FACE or FACE_TOO_SMALL)."""
+    it, ``landmarks`` the raw landmarks in frame pixels, ``pose`` the head's HeadPose
+    (face/pose.py), ``mesh`` (MESH_POINTS, 2) float32 the frontal mesh (the pose taken out,
+    eye units: what a geometry-reading encoder sees) and ``crop_mesh`` (MESH_POINTS, 2)
+    float32 the landmarks in eye units of the crop (face/geometry.py). Otherwise those are
+    None and ``reason`` says why (NO_FACE or FACE_TOO_SMALL)."""
 
     timestamp: float
     found: bool
@@ -76,6 +79,8 @@ class TrackResult:
     landmarks: FaceLandmarks | None = None
     reason: str | None = None
     mesh: np.ndarray | None = None
+    crop_mesh: np.ndarray | None = None
+    pose: HeadPose | None = None
 
 
 class FaceTracker:
@@ -110,8 +115,12 @@ class FaceTracker:
     def align(self, frame: np.ndarray, located: TrackResult) -> TrackResult:
         """The aligned crop for a face ``locate`` found in ``frame``."""
         crop, transform = align(frame, located.eyes, self.config)
-        mesh = eye_units(located.landmarks.points, transform, self.config)
-        return dataclasses.replace(located, crop=crop, transform=transform, mesh=mesh)
+        points = located.landmarks.points
+        pose = head_pose(points)
+        crop_mesh = eye_units(points, transform, self.config)
+        return dataclasses.replace(
+            located, crop=crop, transform=transform, mesh=frontal_mesh(points, pose), crop_mesh=crop_mesh, pose=pose
+        )
 
     def locate(self, frame: np.ndarray, timestamp: float) -> TrackResult:
         """As ``track``, without the crop: finds the face and smooths its eyes (``crop`` and

@@ -38,6 +38,8 @@ MANIFEST_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 SEQUENCES_FOLDER = "sequences"
 MIN_KEPT_FRAMES = 2
+# The meshes kept per frame (TrackResult's fields): the frontal mesh A reads, the crop's G warps.
+MESH_KINDS = ("mesh", "crop_mesh")
 MIN_KEPT_FRACTION = 0.5
 READ_ERRORS = (FaceError, SourceError, av.FFmpegError, OSError)
 
@@ -124,12 +126,15 @@ def read_sequence(out: str | os.PathLike, entry: dict) -> np.ndarray:
     return np.stack(frames)
 
 
-def read_mesh(out: str | os.PathLike, entry: dict) -> np.ndarray:
-    """The face mesh of one manifest sequence entry: (kept, MESH_POINTS, 2) float32 in eye
-    units (rt_dtgan.face.geometry), one row per kept frame."""
-    if "mesh" not in entry:
-        raise PrepareError(f"sequence {entry.get('id')} was prepared without face meshes: prepare it again")
-    path = Path(out) / entry["mesh"]
+def read_mesh(out: str | os.PathLike, entry: dict, kind: str = "mesh") -> np.ndarray:
+    """The face meshes of one manifest sequence entry: (kept, MESH_POINTS, 2) float32 in eye
+    units, one row per kept frame; ``kind`` "mesh" the frontal mesh (the head's pose taken
+    out, rt_dtgan.face.pose), "crop_mesh" the mesh in the aligned crop (rt_dtgan.face.geometry)."""
+    if kind not in MESH_KINDS:
+        raise ValueError(f"kind must be one of {MESH_KINDS}, got {kind!r}")
+    if kind not in entry:
+        raise PrepareError(f"sequence {entry.get('id')} was prepared without its {kind.replace('_', ' ')}es: prepare it again")
+    path = Path(out) / entry[kind]
     meshes = np.load(path)
     if meshes.shape != (entry["kept"], MESH_POINTS, 2):
         raise PrepareError(f"{path} holds meshes of shape {meshes.shape}, the manifest says {entry['kept']} frames: prepare it again")
@@ -153,7 +158,13 @@ def source_signature(sequence: SequenceSource, config: PreprocessConfig) -> str:
         status = path.stat()
         files.append([path.name, status.st_size, status.st_mtime_ns])
     payload = json.dumps(
-        {"files": files, "preprocess": dataclasses.asdict(config), "motion_points": MOTION_POINTS, "mesh": MESH_POINTS},
+        {
+            "files": files,
+            "preprocess": dataclasses.asdict(config),
+            "motion_points": MOTION_POINTS,
+            "mesh": MESH_POINTS,
+            "meshes": MESH_KINDS,
+        },
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()
@@ -167,7 +178,7 @@ def prepare_sequence(
     relative = sequence.path.relative_to(root).as_posix()
     video = Path(SEQUENCES_FOLDER, f"{sequence.id}.mkv")
     landmarks = Path(SEQUENCES_FOLDER, f"{sequence.id}.landmarks.npy")
-    mesh = Path(SEQUENCES_FOLDER, f"{sequence.id}.mesh.npy")
+    mesh_files = {kind: Path(SEQUENCES_FOLDER, f"{sequence.id}.{kind}.npy") for kind in MESH_KINDS}
     partial = out / video.with_name(f"{sequence.id}.partial.mkv")
     try:
         fps, frames = _source_frames(sequence, image_fps)
@@ -181,13 +192,14 @@ def prepare_sequence(
         return _skipped(sequence, relative, signature, problem)
     partial.replace(out / video)
     np.save(out / landmarks, np.asarray(points, dtype=np.float32))
-    np.save(out / mesh, np.asarray(meshes, dtype=np.float32))
+    for kind, path in mesh_files.items():
+        np.save(out / path, np.asarray(meshes[kind], dtype=np.float32))
     return {
         "id": sequence.id,
         "source": relative,
         "video": video.as_posix(),
         "landmarks": landmarks.as_posix(),
-        "mesh": mesh.as_posix(),
+        **{kind: path.as_posix() for kind, path in mesh_files.items()},
         "subject": sequence.subject,
         "label": sequence.label,
         "fps": fps,
@@ -231,7 +243,7 @@ def _reusable_entries(out: Path, root: Path, sequences: list[SequenceSource], si
             entry is not None
             and entry.get("signature") == signatures[sequence.id]
             and entry.get("source") == sequence.path.relative_to(root).as_posix()
-            and ("reason" in entry or all((out / entry.get(key, "")).is_file() for key in ("video", "landmarks", "mesh")))
+            and ("reason" in entry or all((out / entry.get(key, "")).is_file() for key in ("video", "landmarks", *MESH_KINDS)))
         )
         if unchanged:
             reusable[sequence.id] = entry if "reason" in entry else {**entry, "subject": sequence.subject, "label": sequence.label}
@@ -307,12 +319,13 @@ def _reading(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
 
 def _track_into(
     frames: Iterator[np.ndarray], fps: float, video: Path, config: PreprocessConfig
-) -> tuple[int, list[int], list[np.ndarray], list[np.ndarray]]:
+) -> tuple[int, list[int], list[np.ndarray], dict[str, list[np.ndarray]]]:
     """Write the aligned crop of every frame with a face to ``video``, frame i at i / fps
     seconds for the tracker's smoothing -> (number of frames, indices of the frames kept,
     per kept frame the MOTION_POINTS (K, 2) in crop coordinates, 0 to 1 across the crop,
-    and the whole mesh (MESH_POINTS, 2) in eye units)."""
-    kept_indices, points, meshes = [], [], []
+    and by MESH_KINDS the whole mesh (MESH_POINTS, 2) in eye units)."""
+    kept_indices, points = [], []
+    meshes: dict[str, list[np.ndarray]] = {kind: [] for kind in MESH_KINDS}
     frame_count = 0
     with FaceTracker(config) as tracker, VideoWriter(video, config.size) as writer:
         for index, image in enumerate(frames):
@@ -322,7 +335,8 @@ def _track_into(
                 writer.write(tracked.crop)
                 kept_indices.append(index)
                 points.append(tracked.transform.apply(tracked.landmarks.points[list(MOTION_POINTS), :2]) / config.size)
-                meshes.append(tracked.mesh)
+                for kind in MESH_KINDS:
+                    meshes[kind].append(getattr(tracked, kind))
     return frame_count, kept_indices, points, meshes
 
 

@@ -75,15 +75,16 @@ class EvalPair:
     truth_mesh: Tensor | None = None
 
 
-def face_meshes(video: Tensor) -> Tensor:
-    """video (1, T, 3, S, S) in [-1, 1] -> (1, T, MESH_POINTS, 2): the live tracker's meshes,
-    a frame without a face repeating the last one (the first found, before any)."""
+def face_meshes(video: Tensor, kind: str = "mesh") -> Tensor:
+    """video (1, T, 3, S, S) in [-1, 1] -> (1, T, MESH_POINTS, 2): the live tracker's meshes
+    of ``kind`` ("mesh", frontal, what A reads; "crop_mesh", in the crop, what G warps), a
+    frame without a face repeating the last one (the first found, before any)."""
     from rt_dtgan.config import PreprocessConfig
     from rt_dtgan.face import FaceTracker
 
     images = to_images(video[0])
     with FaceTracker(PreprocessConfig(size=video.shape[-1])) as tracker:
-        meshes = [tracker.track(image, index / 30.0).mesh for index, image in enumerate(images)]
+        meshes = [getattr(tracker.track(image, index / 30.0), kind) for index, image in enumerate(images)]
     found = [mesh for mesh in meshes if mesh is not None]
     if not found:
         raise ValueError("MediaPipe found no face in a synthetic evaluation video")
@@ -94,8 +95,9 @@ def face_meshes(video: Tensor) -> Tensor:
     return torch.from_numpy(np.stack(filled)).unsqueeze(0)
 
 
-def target_mesh_of(meshes: Tensor | None) -> Tensor | None:
-    return None if meshes is None else meshes[:, 0]
+def target_mesh_of(video: Tensor, reads_mesh: bool) -> Tensor | None:
+    """The mesh G warps of a video's first frame (1, MESH_POINTS, 2), for a mesh-reading model; else None."""
+    return face_meshes(video[:, :1], "crop_mesh")[:, 0] if reads_mesh else None
 
 
 def identity_gaps(model: DynamicsTransferGAN, pair: EvalPair) -> dict[str, float]:
@@ -181,8 +183,9 @@ def _score_pair(model, pair: EvalPair, judge, ablation) -> dict[str, float | Non
     neutral = truth[:1].expand_as(truth)
     if model.config.reads_mesh:
         pair = EvalPair(pair.source, pair.truth, pair.label, face_meshes(pair.source), face_meshes(pair.truth))
-    transfer = drive(model, pair.truth[:, 0], pair.source, pair.source_mesh, target_mesh_of(pair.truth_mesh))[0]
-    own = drive(model, pair.source[:, 0], pair.source, pair.source_mesh, target_mesh_of(pair.source_mesh))[0]
+    truth_target, source_target = (target_mesh_of(video, model.config.reads_mesh) for video in (pair.truth, pair.source))
+    transfer = drive(model, pair.truth[:, 0], pair.source, pair.source_mesh, truth_target)[0]
+    own = drive(model, pair.source[:, 0], pair.source, pair.source_mesh, source_target)[0]
     moving = moving_mask(truth, neutral)[1:]
     row = {
         "self_psnr": psnr(own[1:], source[1:]),
@@ -202,7 +205,7 @@ def _score_pair(model, pair: EvalPair, judge, ablation) -> dict[str, float | Non
         row["expression_accuracy"] = float(judge_label(judge, transfer.unsqueeze(0)) == pair.label)
         row["judge_accuracy_on_ground_truth"] = float(judge_label(judge, pair.truth) == pair.label)
     if ablation is not None:
-        baseline = drive(ablation, pair.truth[:, 0], pair.source, pair.source_mesh, target_mesh_of(pair.truth_mesh))[0]
+        baseline = drive(ablation, pair.truth[:, 0], pair.source, pair.source_mesh, truth_target)[0]
         row["ablation_win"] = float(ssim(transfer[1:], truth[1:]).mean() > ssim(baseline[1:], truth[1:]).mean())
     return row
 

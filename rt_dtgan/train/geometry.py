@@ -123,10 +123,12 @@ class GeometryTrainingConfig:
 
 @dataclass(frozen=True, eq=False)
 class Clip:
-    """One prepared sequence: ``meshes`` (T, MESH_POINTS, 2) float32 in eye units and
+    """One prepared sequence: ``meshes`` (T, MESH_POINTS, 2) float32 the frontal meshes A
+    reads, ``crop_meshes`` the same points in the aligned crops, both in eye units, and
     ``crops`` (T, S, S, 3) uint8."""
 
     meshes: np.ndarray
+    crop_meshes: np.ndarray
     crops: np.ndarray
 
 
@@ -137,7 +139,7 @@ def load_clips(roots: tuple[str, ...], hold_out: tuple[str, ...]) -> tuple[dict[
     for root in roots:
         for entry in read_manifest(root)["sequences"]:
             if entry["kept"] > SETTLED_FROM + 1:
-                clip = Clip(read_mesh(root, entry), read_sequence(root, entry))
+                clip = Clip(read_mesh(root, entry), read_mesh(root, entry, "crop_mesh"), read_sequence(root, entry))
                 (held if entry["id"] in hold_out else training)[entry["id"]] = clip
     unknown = sorted(set(hold_out) - set(held))
     if unknown:
@@ -208,12 +210,13 @@ def refine_batch(clips: list[Clip], batch_size: int, rng: np.random.Generator, j
     items = []
     for index in rng.integers(len(clips), size=batch_size):
         clip = clips[index]
-        anchor = rng.integers(SETTLED_FROM, len(clip.meshes))
-        gaps = clip.meshes[:, 14, 1] - clip.meshes[:, 13, 1]
+        meshes = clip.crop_meshes  # the refiner learns in the crop, where its pixels are
+        anchor = rng.integers(SETTLED_FROM, len(meshes))
+        gaps = meshes[:, 14, 1] - meshes[:, 13, 1]
         open_frames = np.flatnonzero(gaps > OPEN_GAP)
         pick_open = len(open_frames) and rng.random() < OPEN_SHARE
-        frame = rng.choice(open_frames) if pick_open else rng.integers(SETTLED_FROM, len(clip.meshes))
-        items.append((clip.crops[anchor], clip.meshes[anchor], clip.crops[frame], clip.meshes[frame]))
+        frame = rng.choice(open_frames) if pick_open else rng.integers(SETTLED_FROM, len(meshes))
+        items.append((clip.crops[anchor], meshes[anchor], clip.crops[frame], meshes[frame]))
     portraits, anchor_meshes, truths, meshes = (np.stack(column) for column in zip(*items))
     motion = meshes[:, list(MOVING_POINTS)] - anchor_meshes[:, list(MOVING_POINTS)]
     portrait, truth = (to_unit_range(torch.from_numpy(crops)) for crops in (portraits, truths))

@@ -58,6 +58,16 @@ def test_a_backend_refuses_a_batch_beyond_its_limit(model):
     assert run_in_chunks(backend, "calibrate", {"anchor": anchors})["static_h"].shape[0] == 3
 
 
+def _step_and_embedding(backend, inputs: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """The step graph's outputs, and F's output inside it: the embedding of z_d that G draws from."""
+    embedded = []
+    hook = backend.graphs["step"].embedder.register_forward_hook(lambda module, args, output: embedded.append(output))
+    try:
+        return backend.run("step", inputs), embedded[-1]
+    finally:
+        hook.remove()
+
+
 def test_half_precision_runs_g_in_float16_and_keeps_a_and_its_state_float32(model):
     half, full = TorchBackend(model, half=True), TorchBackend(model)
     step = half.graphs["step"]
@@ -66,11 +76,13 @@ def test_half_precision_runs_g_in_float16_and_keeps_a_and_its_state_float32(mode
     assert {p.dtype for p in step.generator.parameters()} == {torch.float16}
     inputs = half.specs["step"].sample_inputs(batch=2, seed=1)
     inputs["frame"] = inputs["frame"].clamp(-1, 1)
-    ours, reference = half.run("step", inputs), full.run("step", inputs)
+    (ours, our_embedding), (reference, embedding) = _step_and_embedding(half, inputs), _step_and_embedding(full, inputs)
     for name, value in ours.items():
         assert value.dtype == torch.float32, name
         if name != "output":  # z_d and the state: A's float32 arithmetic, unchanged
             torch.testing.assert_close(value, reference[name], rtol=0, atol=0)
+    assert our_embedding.dtype == torch.float32, "F runs in float32; only G's input is cast"
+    torch.testing.assert_close(our_embedding, embedding, rtol=0, atol=0)  # F's output, bit-identical
     assert (ours["output"] - reference["output"]).abs().max() < 0.05
 
 

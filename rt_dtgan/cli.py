@@ -8,14 +8,14 @@ from collections.abc import Sequence
 
 from rt_dtgan import __version__
 from rt_dtgan.commands import data, doctor, export, serve, stream, train, visualize
-from rt_dtgan.commands.common import UsageError
+from rt_dtgan.commands.common import CommandLineParser, UsageError
 from rt_dtgan.errors import RtDtganError
 
 COMMAND_MODULES = (stream, serve, train, visualize, data, export, doctor)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandLineParser(
         prog="rt-dtgan",
         description="Real-time Dynamics Transfer GAN: a face video drives the expressions of one portrait.",
     )
@@ -30,7 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the command ``argv`` names -> its exit status: 0, 1 for an error of the run, 2 for a
+    usage error (every value is checked as it is parsed), 130 after Ctrl-C."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as parsed:  # a usage error, said in one line, or --help and --version done
+        return parsed.code if isinstance(parsed.code, int) else 2
     try:
         return args.handler(args)
     except UsageError as error:

@@ -94,10 +94,10 @@ def test_a_registered_backend_is_taken_by_auto_with_the_meta_it_was_given(export
 
 def test_export_takes_the_old_name_and_refuses_a_precision_its_backend_lacks(tmp_path, capsys):
     parse = build_parser().parse_args
-    assert parse(["export", "--checkpoint", "m", "--backend", "onnx", "--out", "e"]).backend == "onnxruntime"
-    assert parse(["export", "--checkpoint", "m", "--out", "e"]).backend == "onnxruntime"
+    assert parse(["export", "--checkpoint", "paper", "--backend", "onnx", "--out", "e"]).backend == "onnxruntime"
+    assert parse(["export", "--checkpoint", "paper", "--out", "e"]).backend == "onnxruntime"
     with pytest.raises(SystemExit):
-        parse(["export", "--checkpoint", "m", "--backend", "torch", "--out", "e"])
+        parse(["export", "--checkpoint", "paper", "--backend", "torch", "--out", "e"])
     assert "invalid choice: 'torch'" in capsys.readouterr().err
-    assert main(["export", "--checkpoint", "m", "--backend", "onnx", "--precision", "fp16", "--out", str(tmp_path)]) == 2
+    assert main(["export", "--checkpoint", "paper", "--backend", "onnx", "--precision", "fp16", "--out", str(tmp_path)]) == 2
     assert "ONNX graphs are exported in fp32; fp16 is a build option of --backend tensorrt" in capsys.readouterr().err

@@ -74,7 +74,7 @@ def test_a_bad_portrait_size_is_a_usage_error(tmp_path, capsys, command, value):
     out = ["--out", str(tmp_path / "o.y4m")] if command == "transfer" else ["--output", str(tmp_path / "o.y4m")]
     argv = [command, "--source", SOURCE, "--target", "synthetic:1", *out, "--portrait-size", value]
     assert main(argv) == 2
-    assert "--portrait-size must be at least 64 pixels, or 0 to keep the portrait's own size" in capsys.readouterr().err
+    assert "argument --portrait-size: must be an integer from 64 up, or 0, got" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

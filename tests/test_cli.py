@@ -44,7 +44,7 @@ def test_bad_checkpoint_is_one_line_on_stderr(tmp_path, capsys):
 
 def test_bad_value_exits_with_usage_status(capsys):
     assert main(["doctor", "--frames", "0"]) == 2
-    assert "--frames must be at least 1" in capsys.readouterr().err
+    assert "rt-dtgan doctor: argument --frames: must be an integer from 1 up, got '0'" in capsys.readouterr().err
 
 
 def test_module_entry_point_runs():

@@ -1079,3 +1079,25 @@ def test_the_zmq_output_default_leaves_the_workers_and_the_brokers_ports_free():
     # Ports, not address strings: tcp://*:5556 differs from tcp://127.0.0.1:5556 and takes its port.
     ports = [port_of(address) for address in (DEFAULT_ZMQ_ENDPOINT, DEFAULT_ADDRESS, DEFAULT_BROKER_BACK)]
     assert None not in ports and len(set(ports)) == 3, ports
+
+
+def test_an_output_or_source_that_cannot_work_is_refused_before_anything_opens():
+    from rt_dtgan.endpoints import parse_endpoint
+    from rt_dtgan.media.sink_kinds import check_sink_spec
+    from rt_dtgan.media.source_kinds import check_source_spec
+
+    for spec in ("udp://127.0.0.1:5000?pkt_size=1316", "zmq", "zmq://tcp://*:5557", "zmq+ipc:///tmp/frames", "null", "o.mp4"):
+        check_sink_spec(spec)
+    for spec in ("udp://127.0.0.1:99999", "udp://:5000", "udp://127.0.0.1", "zmq://tcp://127.0.0.1:0", "zmq+tcp://h:x", "o.xyz", ""):
+        with pytest.raises(SinkError):
+            check_sink_spec(spec)
+    with pytest.raises(SinkError, match="must be a number from 1 to 65535"):
+        open_sink("udp://127.0.0.1:99999", 64, 64, 30)  # the library refuses it too, not only the command line
+    check_source_spec("synthetic:3")
+    for spec in ("synthetic:x", "lavfi:", "no/such/video.mp4", " "):
+        with pytest.raises(SourceError):
+            check_source_spec(spec)
+    assert parse_endpoint("tcp://[::1]:5555").host == "::1" and parse_endpoint("ipc:///tmp/x").path == "/tmp/x"
+    assert parse_endpoint("tcp://127.0.0.1:*").port is None
+    with pytest.raises(ValueError, match="must be a number from 1 to 65535$"):
+        parse_endpoint("tcp://127.0.0.1:*", any_port=False)

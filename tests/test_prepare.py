@@ -237,7 +237,7 @@ def test_cli_rejects_a_missing_source_folder_in_one_line(tmp_path, capsys):
     missing = tmp_path / "missing"
     assert main(["data", "prepare", "--source", str(missing), "--out", str(tmp_path / "out")]) == 2
     error = capsys.readouterr().err
-    assert error == f"rt-dtgan data: no source folder at {missing}\n"
+    assert error == f"rt-dtgan data prepare: argument --source: no such folder: {missing} (see rt-dtgan data prepare --help)\n"
 
 
 @pytest.mark.heavy

@@ -1,12 +1,20 @@
-"""What the commands share: the usage error, the model and backend arguments, checking specs."""
+"""What the commands share: the usage error, the parser whose errors are one line, the types
+that check every value as it is parsed, the model and backend arguments."""
 
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import NoReturn
 
 
 class UsageError(ValueError):
     """A command-line value is invalid; printed as one line, exit status 2."""
+
+
+MAX_THREADS = 1024
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, threads: int | None = 1) -> None:
@@ -17,13 +25,16 @@ def add_model_arguments(parser: argparse.ArgumentParser, threads: int | None = 1
 
     parser.add_argument(
         "--checkpoint",
+        type=checkpoint,
         help="model checkpoint file, or a model shipped with rt-dtgan: geometry (the default: the face mesh drives a warp "
         "of the portrait) or paper (the paper's pixel model, trained on synthetic faces)",
     )
     parser.add_argument("--backend", choices=BACKEND_CHOICES, default="auto", help="engine backend (default: auto)")
-    parser.add_argument("--engines", help="directory of engines made by `rt-dtgan export` for this checkpoint")
     parser.add_argument(
-        "--threads", type=int, default=threads, help=f"CPU threads for the engine (default: {threads or 'all cores'})"
+        "--engines", type=existing_folder, help="directory of engines made by `rt-dtgan export` for this checkpoint"
+    )
+    parser.add_argument(
+        "--threads", type=integer(1, MAX_THREADS), default=threads, help=f"CPU threads for the engine (default: {threads or 'all cores'})"
     )
     parser.add_argument(
         "--cuda-graphs", action="store_true", help="torch backend on a CUDA GPU: replay recorded CUDA graphs"
@@ -41,12 +52,230 @@ def engine_from_arguments(args: argparse.Namespace):
     return engine, checkpoint
 
 
-def check_synthetic_spec(spec: str) -> None:
-    """A malformed 'synthetic:SEED' is a usage error (a path is checked when it is opened)."""
+# -- the command line's parser and the types of its values ----------------------------------------
+#
+# Every value is checked as it is parsed: a bad one is a usage error of one line (exit status 2)
+# before anything is opened or loaded. Each type below is a callable for argparse's ``type=``; it
+# raises ArgumentTypeError with the reason, which the parser prints after the option's name.
+
+
+class CommandLineParser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one line on stderr, as a UsageError's, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
+def integer(low: int, high: int | None = None, *, also: int | None = None) -> Callable[[str], int]:
+    """A whole number from ``low`` up (to ``high``), or the one value ``also`` beside them."""
+    span = f"from {low} up" if high is None else f"from {low} to {high}"
+    said = f"an integer {span}" + (f", or {also}" if also is not None else "")
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {said}, got {text!r}") from None
+        if value != also and not (low <= value and (high is None or value <= high)):
+            raise argparse.ArgumentTypeError(f"must be {said}, got {text!r}")
+        return value
+
+    return parse
+
+
+def number(low: float, high: float | None = None, *, above: bool = False) -> Callable[[str], float]:
+    """A finite number from ``low`` (or, with ``above``, more than ``low``) up, to ``high``."""
+    start = f"above {low:g}" if above else f"from {low:g}"
+    said = f"a number {start}" + ("" if high is None else f" to {high:g}")
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {said}, got {text!r}") from None
+        in_range = (value > low if above else value >= low) and (value <= high if high is not None else math.isfinite(value))
+        if not in_range:
+            raise argparse.ArgumentTypeError(f"must be {said}, got {text!r}")
+        return value
+
+    return parse
+
+
+def existing_file(text: str) -> str:
+    """A file that exists."""
+    path = Path(_given(text, "a file")).expanduser()
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file")
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"no such file: {text}")
+    return text
+
+
+def existing_folder(text: str) -> str:
+    """A folder that exists."""
+    path = Path(_given(text, "a folder")).expanduser()
+    if path.is_file():
+        raise argparse.ArgumentTypeError(f"{text} is a file; give a folder")
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"no such folder: {text}")
+    return text
+
+
+def output_folder(text: str) -> str:
+    """A folder to write into (made if missing), not an existing file nor below one."""
+    path = Path(_given(text, "a folder")).expanduser()
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file; give a folder")
+    _below_a_folder(path, text)
+    return text
+
+
+def output_file(text: str) -> str:
+    """A file to write (replaced if it exists), not a folder nor below a file."""
+    path = Path(_given(text, "a file")).expanduser()
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file")
+    _below_a_folder(path, text)
+    return text
+
+
+def checkpoint(text: str) -> str:
+    """A checkpoint file, or the name of a model shipped with rt-dtgan."""
+    from rt_dtgan.models.checkpoint import SHIPPED_MODELS
+
+    if text in SHIPPED_MODELS and not Path(text).exists():
+        return text
+    path = Path(_given(text, f"a checkpoint file or a shipped model ({', '.join(SHIPPED_MODELS)})")).expanduser()
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give a checkpoint file or a shipped model ({', '.join(SHIPPED_MODELS)})")
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"no such checkpoint file or shipped model ({', '.join(SHIPPED_MODELS)}): {text}")
+    return text
+
+
+def checkpoint_or_none(text: str) -> str:
+    """``checkpoint``, or the word none."""
+    return text if text == "none" else checkpoint(text)
+
+
+def source(text: str) -> str:
+    """A source as ``open_source`` takes it (a kind claims it; a synthetic seed or a lavfi graph given)."""
+    from rt_dtgan.media.errors import SourceError
+    from rt_dtgan.media.source_kinds import check_source_spec
+
+    try:
+        check_source_spec(text)
+    except SourceError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def camera(text: str) -> str:
+    """A camera index or device path (tried only when opened)."""
+    from rt_dtgan.media.av_source import CAMERA_SOURCE
+
+    if not CAMERA_SOURCE.claims(text.strip()):
+        raise argparse.ArgumentTypeError(f"must be {CAMERA_SOURCE.help}, got {text!r}")
+    return text
+
+
+def portrait(text: str) -> str:
+    """A portrait image file, or synthetic:SEED."""
     from rt_dtgan.synth.dataset import SYNTHETIC_PREFIX, parse_synthetic_spec
 
-    if spec.startswith(SYNTHETIC_PREFIX):
+    if text.startswith(SYNTHETIC_PREFIX):
         try:
-            parse_synthetic_spec(spec)
+            parse_synthetic_spec(text)
         except ValueError as error:
-            raise UsageError(str(error)) from error
+            raise argparse.ArgumentTypeError(str(error)) from None
+        return text
+    return existing_file(text)
+
+
+def output(text: str) -> str:
+    """An output as ``open_sink`` takes it (a known kind, a real port)."""
+    from rt_dtgan.media.errors import SinkError
+    from rt_dtgan.media.sink_kinds import check_sink_spec
+
+    try:
+        check_sink_spec(text)
+    except SinkError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def capture_size(text: str) -> str:
+    """WIDTHxHEIGHT in positive integers."""
+    from rt_dtgan.media.errors import SourceError
+    from rt_dtgan.media.source import parse_size
+
+    try:
+        parse_size(text)
+    except SourceError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def bind_address(text: str) -> str:
+    """A ZeroMQ address to bind: tcp://HOST:PORT (PORT may be * for any free one) or ipc://PATH."""
+    return _address(text, any_port=True)
+
+
+def connect_address(text: str) -> str:
+    """A ZeroMQ address to connect to: tcp://HOST:PORT or ipc://PATH."""
+    return _address(text, any_port=False)
+
+
+def strength(text: str) -> float:
+    """A warping model's expression strength, within the engine's range."""
+    from rt_dtgan.transport.protocol import STRENGTH_RANGE
+
+    return number(*STRENGTH_RANGE)(text)
+
+
+def file_name(text: str) -> str:
+    """A plain file name (no folder), of at most 100 characters."""
+    name = _given(text, "a name").strip()
+    if len(name) > 100:
+        raise argparse.ArgumentTypeError(f"a name has at most 100 characters, got {len(name)}")
+    if name in (".", "..") or any(character in name for character in '/\\:*?"<>|') or not name.isprintable():
+        raise argparse.ArgumentTypeError(f"a name is a plain file name (letters, digits, - and _), got {text!r}")
+    return name
+
+
+def names(allowed: tuple[str, ...] | None = None) -> Callable[[str], tuple[str, ...]]:
+    """A comma-separated list of names, at least one (each of ``allowed``, where given)."""
+
+    def parse(text: str) -> tuple[str, ...]:
+        given = tuple(name.strip() for name in text.split(","))
+        if not any(given) or not all(given):
+            raise argparse.ArgumentTypeError(f"must be names separated by commas, got {text!r}")
+        unknown = [name for name in given if allowed is not None and name not in allowed]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"{', '.join(unknown)}: not one of {', '.join(allowed)}")
+        return given
+
+    return parse
+
+
+def _address(text: str, any_port: bool) -> str:
+    from rt_dtgan.endpoints import parse_endpoint
+
+    try:
+        parse_endpoint(text, ("tcp", "ipc"), any_port=any_port)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def _below_a_folder(path: Path, text: str) -> None:
+    """Refuse a path that cannot be made because the nearest of its parents that exists is a file."""
+    existing = next((parent for parent in path.absolute().parents if parent.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} cannot be made: {existing} is a file")
+
+
+def _given(text: str, what: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"is empty; give {what}")
+    return text

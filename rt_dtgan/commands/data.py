@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rt_dtgan.commands.common import UsageError
+from rt_dtgan.commands.common import UsageError, existing_folder, integer, output_folder
 
 
 def add_parsers(commands) -> None:
@@ -20,12 +20,14 @@ def add_parsers(commands) -> None:
         description="Writes DIR/manifest.json and DIR/<subject>/<sequence>.mp4 with per-frame labels "
         "in DIR/<subject>/<sequence>.json (docs/synth.md).",
     )
-    synth.add_argument("--out", required=True, help="dataset directory (must be empty unless --overwrite)")
-    synth.add_argument("--identities", type=int, required=True, help="number of subjects")
+    synth.add_argument("--out", required=True, type=output_folder, help="dataset directory (must be empty unless --overwrite)")
+    synth.add_argument("--identities", type=integer(1), required=True, help="number of subjects")
     synth.add_argument("--size", type=int, default=128, choices=(64, 128, 256))
-    synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--sequences", type=int, default=6, help="onset sequences per subject")
-    synth.add_argument("--freeform-length", type=int, default=0, help="frames of one free-form clip per subject (0: none)")
+    synth.add_argument("--seed", type=integer(0), default=0)
+    synth.add_argument("--sequences", type=integer(0), default=6, help="onset sequences per subject")
+    synth.add_argument(
+        "--freeform-length", type=integer(0), default=0, help="frames of one free-form clip per subject (0: none)"
+    )
     synth.add_argument("--lossy", action="store_true", help="ordinary H.264 instead of exact lossless RGB")
     synth.add_argument("--overwrite", action="store_true", help="replace same-named files in a non-empty --out")
     synth.set_defaults(handler=run_synth)
@@ -35,14 +37,14 @@ def add_parsers(commands) -> None:
         description="Writes OUT/manifest.json and OUT/sequences/<id>.mkv (lossless aligned crops of the frames "
         "with a face); a rerun redoes only new or changed sequences (docs/prepare.md).",
     )
-    prepare.add_argument("--source", required=True, help="folder of face videos or image-sequence folders")
-    prepare.add_argument("--out", required=True, help="output folder (created; reused as a cache by later runs)")
+    prepare.add_argument("--source", required=True, type=existing_folder, help="folder of face videos or image-sequence folders")
+    prepare.add_argument("--out", required=True, type=output_folder, help="output folder (created; reused as a cache by later runs)")
     prepare.add_argument(
         "--layout", choices=("auto", "folder", "ckplus", "oulu", "mug"), default="auto",
         help="how --source is organised (default: auto, detected from its folders)",
     )
     prepare.add_argument("--size", type=int, default=128, choices=(64, 128, 256), help="crop side in pixels")
-    prepare.add_argument("--workers", type=int, default=1, help="sequences tracked side by side, one process each")
+    prepare.add_argument("--workers", type=integer(1), default=1, help="sequences tracked side by side, one process each")
     prepare.set_defaults(handler=run_prepare)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from rt_dtgan.commands.common import UsageError
+from rt_dtgan.commands.common import checkpoint, integer
 
 
 def add_parsers(commands) -> None:
@@ -15,13 +15,15 @@ def add_parsers(commands) -> None:
         description="Report what is installed and which backends can run, then stream a random "
         "sequence through the dynamics encoder and compare with the offline computation.",
     )
-    doctor.add_argument("--checkpoint", help="checkpoint file or shipped model name to check (default: fresh random weights)")
+    doctor.add_argument(
+        "--checkpoint", type=checkpoint, help="checkpoint file or shipped model name to check (default: fresh random weights)"
+    )
     doctor.add_argument("--size", type=int, default=128, choices=(64, 128, 256), help="crop size for fresh weights")
-    doctor.add_argument("--frames", type=int, default=300, help="length of the random test sequence")
+    doctor.add_argument("--frames", type=integer(1), default=300, help="length of the random test sequence")
     doctor.set_defaults(handler=run_doctor)
 
     info = commands.add_parser("info", help="print a checkpoint's config and parameter counts")
-    info.add_argument("checkpoint", help="path to a .safetensors checkpoint, or a shipped model name (geometry, paper)")
+    info.add_argument("checkpoint", type=checkpoint, help="path to a .safetensors checkpoint, or a shipped model name (geometry, paper)")
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
     info.set_defaults(handler=run_info)
 
@@ -32,8 +34,6 @@ def run_doctor(args: argparse.Namespace) -> int:
     from rt_dtgan.models.checkpoint import load_checkpoint, resolve_checkpoint
     from rt_dtgan.runtime.doctor import environment_report, streaming_check
 
-    if args.frames < 1:
-        raise UsageError("--frames must be at least 1")
     for name, finding in environment_report():
         print(f"{name:>24}  {finding}")
     if args.checkpoint:

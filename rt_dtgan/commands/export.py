@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from rt_dtgan.commands.common import UsageError
+from rt_dtgan.commands.common import UsageError, checkpoint, integer, output_folder
 
 
 def add_parsers(commands) -> None:
@@ -16,12 +16,14 @@ def add_parsers(commands) -> None:
         description="Export the stream graphs (target, calibrate, step) of a checkpoint, with a "
         "meta.json tying them to it. ONNX graphs run in ONNX Runtime; TensorRT plans need an NVIDIA GPU.",
     )
-    export.add_argument("--checkpoint", required=True, help="the .safetensors checkpoint to export, or a shipped model name")
+    export.add_argument(
+        "--checkpoint", required=True, type=checkpoint, help="the .safetensors checkpoint to export, or a shipped model name"
+    )
     export.add_argument("--backend", type=backend_name, choices=tuple(EXPORTERS), default="onnxruntime", help=_backend_help(EXPORTERS))
     export.add_argument("--precision", choices=_precisions(EXPORTERS), default="fp32", help=_precision_help(EXPORTERS))
     export.add_argument("--size", type=int, choices=(64, 128, 256), help="crop size; must match the checkpoint")
-    export.add_argument("--max-batch", type=int, default=32, help="most streams batched into one engine call")
-    export.add_argument("--out", required=True, help="directory for the engines and meta.json")
+    export.add_argument("--max-batch", type=integer(1), default=32, help="most streams batched into one engine call")
+    export.add_argument("--out", required=True, type=output_folder, help="directory for the engines and meta.json")
     export.set_defaults(handler=run_export)
 
 
@@ -52,14 +54,12 @@ def run_export(args: argparse.Namespace) -> int:
             f"{exporter.engines} are exported in {'/'.join(exporter.precisions)}; "
             f"{args.precision} is a build option of {_offering(args.precision, EXPORTERS)}"
         )
-    if args.max_batch < 1:
-        raise UsageError("--max-batch must be at least 1")
-    checkpoint = resolve_checkpoint(args.checkpoint)
-    model = load_checkpoint(checkpoint)
+    path = resolve_checkpoint(args.checkpoint)
+    model = load_checkpoint(path)
     if args.size is not None and args.size != model.config.image_size:
         raise UsageError(f"--size {args.size} does not match the checkpoint's {model.config.image_size} px crops")
     print(f"exporting {args.checkpoint} ({model.config.image_size} px) to {args.out} ...", flush=True)
-    meta = exporter.export(model, args.out, checkpoint, precision=args.precision, max_batch=args.max_batch)
+    meta = exporter.export(model, args.out, path, precision=args.precision, max_batch=args.max_batch)
     for name, graph in meta["graphs"].items():
         built = graph.get("plan", graph["onnx"])
         print(f"  {name:<10} {built}")

@@ -6,9 +6,21 @@ import argparse
 import sys
 from pathlib import Path
 
-from rt_dtgan.commands.common import add_model_arguments, engine_from_arguments
+from rt_dtgan.commands.common import (
+    add_model_arguments,
+    bind_address,
+    connect_address,
+    engine_from_arguments,
+    existing_folder,
+    file_name,
+    integer,
+    number,
+    output_folder,
+)
 from rt_dtgan.transport.addresses import DEFAULT_ADDRESS, DEFAULT_BROKER_BACK
 from rt_dtgan.transport.serving import ClientLimits
+
+MAX_STREAMS = 4096  # WorkerConfig's bound
 
 
 def add_parsers(commands) -> None:
@@ -18,37 +30,48 @@ def add_parsers(commands) -> None:
         description="Binds to loopback unless told otherwise; any other address needs --curve-dir.",
     )
     where = serve.add_mutually_exclusive_group()
-    where.add_argument("--bind", help=f"address to serve on (default: {DEFAULT_ADDRESS})")
-    where.add_argument("--broker", help="instead of binding, join a broker's back end at this address")
-    serve.add_argument("--max-streams", type=int, default=16)
-    serve.add_argument("--idle-timeout", type=float, default=60.0, help="seconds before an idle stream expires")
+    where.add_argument("--bind", type=bind_address, help=f"address to serve on (default: {DEFAULT_ADDRESS})")
+    where.add_argument("--broker", type=connect_address, help="instead of binding, join a broker's back end at this address")
+    serve.add_argument("--max-streams", type=integer(1, MAX_STREAMS), default=16, help="streams served at once")
     serve.add_argument(
-        "--reclaim-idle", type=float, default=5.0, help="seconds without a message after which a stream gives its slot to a new one"
+        "--idle-timeout", type=number(0, above=True), default=60.0, help="seconds before an idle stream expires"
     )
-    serve.add_argument("--curve-dir", type=Path, help="server.key, server.key_secret, authorized_clients/ (rt-dtgan keys)")
+    serve.add_argument(
+        "--reclaim-idle", type=number(0, above=True), default=5.0,
+        help="seconds without a message after which a stream gives its slot to a new one",
+    )
+    serve.add_argument(
+        "--curve-dir", type=existing_folder, help="server.key, server.key_secret, authorized_clients/ (rt-dtgan keys)"
+    )
     add_limit_arguments(serve)
     add_model_arguments(serve, threads=None)
     serve.set_defaults(handler=run_serve)
 
     broker = commands.add_parser("broker", help="spread streams over several workers (load balancing)")
-    broker.add_argument("--front", default=DEFAULT_ADDRESS, help="address clients connect to")
-    broker.add_argument("--back", default=DEFAULT_BROKER_BACK, help="address workers connect to")
-    broker.add_argument("--curve-dir", type=Path, help="as for serve; needed beyond loopback")
+    broker.add_argument("--front", type=bind_address, default=DEFAULT_ADDRESS, help="address clients connect to")
+    broker.add_argument("--back", type=bind_address, default=DEFAULT_BROKER_BACK, help="address workers connect to")
+    broker.add_argument("--curve-dir", type=existing_folder, help="as for serve; needed beyond loopback")
     add_limit_arguments(broker)
     broker.set_defaults(handler=run_broker)
 
     keys = commands.add_parser("keys", help="make a CURVE key pair for a server or a client")
-    keys.add_argument("--out", required=True, type=Path, help="directory for NAME.key and NAME.key_secret")
-    keys.add_argument("--name", required=True, help="server, or a client's name")
+    keys.add_argument("--out", required=True, type=output_folder, help="directory for NAME.key and NAME.key_secret")
+    keys.add_argument("--name", required=True, type=file_name, help="server, or a client's name")
     keys.set_defaults(handler=run_keys)
 
 
 def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
     """What one client may hold (ClientLimits)."""
     defaults = ClientLimits()
-    parser.add_argument("--streams-per-client", type=int, default=defaults.streams_per_client, help="streams one connection may hold")
-    parser.add_argument("--streams-per-key", type=int, default=defaults.streams_per_key, help="streams one CURVE client key may hold")
-    parser.add_argument("--opens-per-s", type=float, default=defaults.opens_per_s, help="OPENs per second one connection may send")
+    parser.add_argument(
+        "--streams-per-client", type=integer(1), default=defaults.streams_per_client, help="streams one connection may hold"
+    )
+    parser.add_argument(
+        "--streams-per-key", type=integer(1), default=defaults.streams_per_key, help="streams one CURVE client key may hold"
+    )
+    parser.add_argument(
+        "--opens-per-s", type=number(0, above=True), default=defaults.opens_per_s, help="OPENs per second one connection may send"
+    )
 
 
 def client_limits(args: argparse.Namespace) -> ClientLimits:
@@ -62,7 +85,7 @@ def run_serve(args: argparse.Namespace) -> int:
         max_streams=args.max_streams,
         idle_timeout_s=args.idle_timeout,
         reclaim_idle_s=args.reclaim_idle,
-        curve_dir=args.curve_dir,
+        curve_dir=_path(args.curve_dir),
         limits=client_limits(args),
     )
     if args.broker:
@@ -79,7 +102,7 @@ def run_broker(args: argparse.Namespace) -> int:
     from rt_dtgan.transport import BrokerConfig
     from rt_dtgan.transport import run_broker as broker_loop
 
-    config = BrokerConfig(front=args.front, back=args.back, curve_dir=args.curve_dir, limits=client_limits(args))
+    config = BrokerConfig(front=args.front, back=args.back, curve_dir=_path(args.curve_dir), limits=client_limits(args))
     print(f"broker: clients on {config.front}, workers on {config.back}; Ctrl-C stops", file=sys.stderr)
     broker_loop(config)
     return 0
@@ -88,6 +111,10 @@ def run_broker(args: argparse.Namespace) -> int:
 def run_keys(args: argparse.Namespace) -> int:
     from rt_dtgan.transport import generate_keys
 
-    public, secret = generate_keys(args.out, args.name)
+    public, secret = generate_keys(Path(args.out), args.name)
     print(f"public key {public} (give it to the other side), secret key {secret} (keep it)")
     return 0
+
+
+def _path(folder: str | None) -> Path | None:
+    return Path(folder) if folder is not None else None

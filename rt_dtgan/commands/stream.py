@@ -6,13 +6,30 @@ import argparse
 import sys
 from pathlib import Path
 
-from rt_dtgan.commands.common import UsageError, add_model_arguments, check_synthetic_spec, engine_from_arguments
+from rt_dtgan.commands.common import (
+    UsageError,
+    add_model_arguments,
+    bind_address,
+    camera,
+    capture_size,
+    connect_address,
+    engine_from_arguments,
+    existing_file,
+    integer,
+    number,
+    output,
+    portrait,
+    source,
+    strength,
+)
 from rt_dtgan.config import PORTRAIT_SIZE
 from rt_dtgan.pipeline.hooks import FrameHooks
 
 SOURCE_WAIT_S = 1.0  # live says it waits for the source after this long without a frame
 DEMO_NEXT_STEP = "next: rt-dtgan live --camera 0 --target your-photo.jpg  (or --source your-video.mp4)"
 MIN_PORTRAIT_SIZE = 64
+MAX_FACES = 10
+MAX_FPS = 1000.0
 
 
 def add_parsers(commands) -> None:
@@ -21,11 +38,15 @@ def add_parsers(commands) -> None:
         help="drive a target portrait with a whole source video, offline",
         description="Every source frame gives exactly one output frame, at the source frame rate.",
     )
-    transfer.add_argument("--source", required=True, help="video file, image folder or glob, or synthetic:SEED")
-    transfer.add_argument("--target", required=True, help="portrait image, or synthetic:SEED")
-    transfer.add_argument("--out", required=True, help="output video (.mp4, .mkv, .mov, .y4m) or - for Y4M on stdout")
-    transfer.add_argument("--reference", help="neutral image of the source face (default: its first tracked frame)")
-    transfer.add_argument("--frames", type=int, help="stop after this many source frames")
+    transfer.add_argument("--source", required=True, type=source, help="video file, image folder or glob, or synthetic:SEED")
+    transfer.add_argument("--target", required=True, type=portrait, help="portrait image, or synthetic:SEED")
+    transfer.add_argument(
+        "--out", required=True, type=output, help="output video (.mp4, .mkv, .mov, .y4m) or - for Y4M on stdout"
+    )
+    transfer.add_argument(
+        "--reference", type=existing_file, help="neutral image of the source face (default: its first tracked frame)"
+    )
+    transfer.add_argument("--frames", type=integer(1), help="stop after this many source frames")
     add_face_arguments(transfer)
     add_model_arguments(transfer)
     transfer.set_defaults(handler=run_transfer, next_step=None)
@@ -35,8 +56,8 @@ def add_parsers(commands) -> None:
         help="write a short video of a synthetic face driving a synthetic portrait (no camera or files needed)",
         description="transfer with a synthetic driver and portrait: the first thing to run after installing.",
     )
-    demo.add_argument("--out", default="rt-dtgan-demo.mp4", help="output video (default: %(default)s)")
-    demo.add_argument("--frames", type=int, default=150, help="length in frames, at 30 fps (default: %(default)s)")
+    demo.add_argument("--out", type=output, default="rt-dtgan-demo.mp4", help="output video (default: %(default)s)")
+    demo.add_argument("--frames", type=integer(1), default=150, help="length in frames, at 30 fps (default: %(default)s)")
     add_face_arguments(demo)
     add_model_arguments(demo)
     demo.set_defaults(handler=run_transfer, source="synthetic:9", target="synthetic:8", reference=None, next_step=DEMO_NEXT_STEP)
@@ -48,27 +69,29 @@ def add_parsers(commands) -> None:
         "m mirrors, q quits. Ctrl-C closes every device and file cleanly.",
     )
     where = live.add_mutually_exclusive_group(required=True)
-    where.add_argument("--camera", help="camera index or device path")
-    where.add_argument("--source", help="video file, image folder or glob, lavfi:GRAPH, or synthetic:SEED")
-    live.add_argument("--target", required=True, help="portrait image, or synthetic:SEED")
+    where.add_argument("--camera", type=camera, help="camera index or device path")
+    where.add_argument("--source", type=source, help="video file, image folder or glob, lavfi:GRAPH, or synthetic:SEED")
+    live.add_argument("--target", required=True, type=portrait, help="portrait image, or synthetic:SEED")
     live.add_argument(
-        "--output", action="append", default=[],
+        "--output", action="append", default=[], type=output,
         help="window, virtualcam, FILE.mp4, - (Y4M on stdout), udp://HOST:PORT, zmq://tcp://HOST:PORT, null (discard); repeatable "
         "(default: window)",
     )
-    live.add_argument("--reference", help="neutral image of the source face (default: the first tracked frame)")
+    live.add_argument("--reference", type=existing_file, help="neutral image of the source face (default: the first tracked frame)")
     live.add_argument("--no-pace", action="store_true", help="files: as fast as possible, no frame dropped")
     live.add_argument("--mirror", action="store_true", help="mirror the source (as a selfie view)")
-    live.add_argument("--size", help="camera capture size, WxH")
-    live.add_argument("--fps", type=float, help="camera capture rate")
-    live.add_argument("--frames", type=int, help="stop after this many source frames")
+    live.add_argument("--size", type=capture_size, help="camera capture size, WxH")
+    live.add_argument("--fps", type=number(0, MAX_FPS, above=True), help="camera capture rate")
+    live.add_argument("--frames", type=integer(1), help="stop after this many source frames")
     live.add_argument(
-        "--control", help='accept {"command": "recalibrate" | "mirror" | "quit"} as JSON on this ZeroMQ REP address'
+        "--control", type=bind_address, help='accept {"command": "recalibrate" | "mirror" | "quit"} as JSON on this ZeroMQ REP address'
     )
-    live.add_argument("--remote", help="run the engine on a worker (rt-dtgan serve) at this address")
+    live.add_argument("--remote", type=connect_address, help="run the engine on a worker (rt-dtgan serve) at this address")
     live.add_argument("--compress", action="store_true", help="--remote: JPEG frames for slow links")
-    live.add_argument("--client-key", help="--remote beyond loopback: this client's secret key file (rt-dtgan keys)")
-    live.add_argument("--server-key", help="--remote beyond loopback: the worker's public key file")
+    live.add_argument(
+        "--client-key", type=existing_file, help="--remote beyond loopback: this client's secret key file (rt-dtgan keys)"
+    )
+    live.add_argument("--server-key", type=existing_file, help="--remote beyond loopback: the worker's public key file")
     add_face_arguments(live)
     add_model_arguments(live)
     live.set_defaults(handler=run_live)
@@ -76,7 +99,7 @@ def add_parsers(commands) -> None:
 
 def add_face_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--portrait-size", type=int, default=PORTRAIT_SIZE, metavar="PIXELS",
+        "--portrait-size", type=integer(MIN_PORTRAIT_SIZE, also=0), default=PORTRAIT_SIZE, metavar="PIXELS",
         help=f"longest side in pixels of the portrait (and --reference): a larger one is downscaled once, at load, "
         f"and the output has its size (default {PORTRAIT_SIZE}; 0 keeps the portrait's own size)",
     )
@@ -85,11 +108,11 @@ def add_face_arguments(parser: argparse.ArgumentParser) -> None:
         help="after the first 2 s (and after each recalibration), take the most neutral face seen as the reference",
     )
     parser.add_argument(
-        "--strength", type=float, default=1.0,
+        "--strength", type=strength, default=1.0,
         help="expression strength of a model that warps the portrait: 0 still, 1 as the driver moves (default), up to 3",
     )
     parser.add_argument(
-        "--faces", type=int, default=1,
+        "--faces", type=integer(1, MAX_FACES), default=1,
         help="faces to track, the largest drives (default 1: the first face found; 2 costs about 2 ms a frame)",
     )
 
@@ -100,16 +123,8 @@ def _open_transfer(args: argparse.Namespace, source_spec: str, pace: bool, size=
     from rt_dtgan.media import open_source, parse_size
     from rt_dtgan.pipeline import FaceTransfer, load_target_spec, synthetic_source_factory
 
-    if args.frames is not None and args.frames < 1:
-        raise UsageError("--frames must be at least 1")
-    if args.faces < 1:
-        raise UsageError("--faces must be at least 1")
     if args.auto_reference and args.reference:
         raise UsageError("--reference and --auto-reference exclude each other")
-    if args.portrait_size != 0 and args.portrait_size < MIN_PORTRAIT_SIZE:
-        raise UsageError(f"--portrait-size must be at least {MIN_PORTRAIT_SIZE} pixels, or 0 to keep the portrait's own size")
-    for spec in (args.target, source_spec):
-        check_synthetic_spec(str(spec))
     max_side = args.portrait_size or None
     config, make_driver = _remote_engine(args, blocking=not pace) if getattr(args, "remote", None) else _local_engine(args)
     target = load_target_spec(args.target, config, max_side=max_side)

@@ -6,8 +6,21 @@ import argparse
 import json
 from pathlib import Path
 
-from rt_dtgan.commands.common import UsageError
+from rt_dtgan.commands.common import (
+    UsageError,
+    checkpoint,
+    checkpoint_or_none,
+    existing_folder,
+    integer,
+    names,
+    number,
+    output_file,
+    output_folder,
+)
 from rt_dtgan.config import HEAD_POSES, SENSOR_NOISES, SEQUENCE_KINDS
+
+MAX_LENGTH = 60  # frames of a training or test sequence (the data's and the evaluation's bound)
+INIT_PARTS = ("embedder", "generator")
 
 
 def add_parsers(commands) -> None:
@@ -20,22 +33,23 @@ def add_parsers(commands) -> None:
     phases = train.add_subparsers(dest="phase", required=True, metavar="PHASE")
     for phase, help_text in (("encoder", "pretrain A as an expression recogniser"), ("gan", "train F, G, Ds and Dd")):
         parser = phases.add_parser(phase, help=help_text)
-        parser.add_argument("--run-dir", required=True, help="where the run's state, logs and checkpoint go")
+        parser.add_argument("--run-dir", required=True, type=output_folder, help="where the run's state, logs and checkpoint go")
         parser.add_argument("--size", type=int, default=128, choices=(64, 128, 256), help="synthetic crop size (--data has its own)")
-        parser.add_argument("--steps", type=int, default=2000)
-        parser.add_argument("--batch-size", type=int, default=8, help="sequences per step and process")
-        parser.add_argument("--min-length", type=int, default=8, help="shortest sequence (frames)")
-        parser.add_argument("--max-length", type=int, default=16, help="longest sequence (frames)")
-        parser.add_argument("--identities", type=int, default=5000, help="synthetic training identities")
+        parser.add_argument("--steps", type=integer(1), default=2000)
+        parser.add_argument("--batch-size", type=integer(1), default=8, help="sequences per step and process")
+        parser.add_argument("--min-length", type=integer(2, MAX_LENGTH), default=8, help="shortest sequence (frames)")
+        parser.add_argument("--max-length", type=integer(2, MAX_LENGTH), default=16, help="longest sequence (frames)")
+        parser.add_argument("--identities", type=integer(1), default=5000, help="synthetic training identities")
         parser.add_argument(
             "--data",
+            type=existing_folder,
             help="a dataset made by `rt-dtgan data prepare` instead of synthetic faces (encoder: its sequences with a label "
             "or landmarks)",
         )
-        parser.add_argument("--seed", type=int, default=0)
-        parser.add_argument("--workers", type=int, default=1, help="data-rendering processes")
-        parser.add_argument("--checkpoint-every", type=int, default=100)
-        parser.add_argument("--image-every", type=int, default=250, help="TensorBoard pictures every N steps")
+        parser.add_argument("--seed", type=integer(0), default=0)
+        parser.add_argument("--workers", type=integer(0), default=1, help="data-rendering processes (0: in the training process)")
+        parser.add_argument("--checkpoint-every", type=integer(1), default=100)
+        parser.add_argument("--image-every", type=integer(1), default=250, help="TensorBoard pictures every N steps")
         parser.add_argument("--tensorboard", action="store_true", help="write TensorBoard logs (extra: train)")
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
         aligned = phase == "gan"
@@ -53,31 +67,33 @@ def add_parsers(commands) -> None:
             help="per-sequence: one noise pattern per sequence (default for gan)",
         )
         if phase == "encoder":
-            parser.add_argument("--lr", type=float, default=1e-3)
-            parser.add_argument("--control-weight", type=float, default=4.0)
+            parser.add_argument("--lr", type=number(0, above=True), default=1e-3)
+            parser.add_argument("--control-weight", type=number(0), default=4.0)
             parser.add_argument(
-                "--landmark-weight", type=float, default=10.0, help="weight of the landmark-motion target on prepared real video"
+                "--landmark-weight", type=number(0), default=10.0,
+                help="weight of the landmark-motion target on prepared real video",
             )
-            parser.add_argument("--init", help="start A from this checkpoint's encoder (fine-tuning)")
+            parser.add_argument("--init", type=checkpoint, help="start A from this checkpoint's encoder (fine-tuning)")
             parser.add_argument(
-                "--lower-face-stretch", type=float, default=1.0,
+                "--lower-face-stretch", type=number(1, 2), default=1.0,
                 help="stretch each synthetic sequence's face below the eyes by up to this factor (real faces are longer)",
             )
         else:
-            parser.add_argument("--encoder", required=True, help="encoder checkpoint from `train encoder`")
-            parser.add_argument("--lr", type=float, default=2e-4, help="generator learning rate")
-            parser.add_argument("--d-lr", type=float, default=2e-4, help="discriminator learning rate")
-            parser.add_argument("--lambda-adversarial", type=float, default=1.0)
-            parser.add_argument("--lambda-spatial", type=float, default=100.0)
-            parser.add_argument("--lambda-dynamics", type=float, default=10.0)
+            parser.add_argument("--encoder", required=True, type=checkpoint, help="encoder checkpoint from `train encoder`")
+            parser.add_argument("--lr", type=number(0, above=True), default=2e-4, help="generator learning rate")
+            parser.add_argument("--d-lr", type=number(0, above=True), default=2e-4, help="discriminator learning rate")
+            parser.add_argument("--lambda-adversarial", type=number(0), default=1.0)
+            parser.add_argument("--lambda-spatial", type=number(0), default=100.0)
+            parser.add_argument("--lambda-dynamics", type=number(0), default=10.0)
             parser.add_argument(
-                "--lambda-motion", type=float, default=100.0,
+                "--lambda-motion", type=number(0), default=100.0,
                 help="L1 over the pixels that move (not in the paper; 0 gives its eq. 7 exactly)",
             )
             parser.add_argument("--no-suppression", action="store_true", help="drive G with H (the paper's ablation)")
-            parser.add_argument("--init", help="start F and G from this model checkpoint (fine-tuning)")
+            parser.add_argument("--init", type=checkpoint, help="start F and G from this model checkpoint (fine-tuning)")
             parser.add_argument(
-                "--init-parts", default="embedder,generator", help="which parts --init gives: embedder, generator or both"
+                "--init-parts", type=names(INIT_PARTS), default=INIT_PARTS,
+                help="which parts --init gives: embedder, generator or both, comma-separated (default: both)",
             )
         parser.set_defaults(handler=run_train)
     add_geometry_parser(phases)
@@ -89,20 +105,23 @@ def add_parsers(commands) -> None:
         "expressions is the ground truth. Identities are never seen in training.",
     )
     evaluate.add_argument(
-        "--checkpoint", help="the model to score: a .safetensors file or a shipped name (default: the shipped default model)"
+        "--checkpoint", type=checkpoint,
+        help="the model to score: a .safetensors file or a shipped name (default: the shipped default model)",
     )
     evaluate.add_argument("--synthetic", action="store_true", required=True, help="evaluate on synthetic identities")
-    evaluate.add_argument("--identities", type=int, default=60, help="number of test pairs (two identities each)")
-    evaluate.add_argument("--length", type=int, default=16, help="frames per test sequence")
+    evaluate.add_argument("--identities", type=integer(1), default=60, help="number of test pairs (two identities each)")
+    evaluate.add_argument("--length", type=integer(2, MAX_LENGTH), default=16, help="frames per test sequence")
     evaluate.add_argument(
-        "--judge", help="expression recogniser trained apart from A (an encoder checkpoint; default: the shipped judge; none: skip)"
+        "--judge", type=checkpoint_or_none,
+        help="expression recogniser trained apart from A (an encoder checkpoint; default: the shipped judge; none: skip)",
     )
     evaluate.add_argument(
         "--ablation",
+        type=checkpoint_or_none,
         help="the same recipe trained with z_d = H (--no-suppression; default: the shipped model's shipped ablation; none: skip)",
     )
     evaluate.add_argument("--head-pose", choices=HEAD_POSES, default="aligned", help="aligned: as eye-aligned live crops")
-    evaluate.add_argument("--json", help="write the figures here")
+    evaluate.add_argument("--json", type=output_file, help="write the figures here")
     evaluate.set_defaults(handler=run_eval)
 
 
@@ -114,17 +133,25 @@ def add_geometry_parser(phases) -> None:
         "mouth discriminator (docs/geometry.md). "
         "Resumes from --run-dir when it holds a run of the same config; the checkpoint is RUN_DIR/model.safetensors.",
     )
-    geometry.add_argument("--run-dir", required=True, help="where the run's state, figures and checkpoint go")
-    geometry.add_argument("--data", action="append", required=True, help="a dataset made by `rt-dtgan data prepare` (repeatable)")
-    geometry.add_argument("--hold-out", default="", help="comma-separated sequence ids kept out of training, for validation")
+    geometry.add_argument("--run-dir", required=True, type=output_folder, help="where the run's state, figures and checkpoint go")
+    geometry.add_argument(
+        "--data", action="append", required=True, type=existing_folder, help="a dataset made by `rt-dtgan data prepare` (repeatable)"
+    )
+    geometry.add_argument(
+        "--hold-out", type=names(), default=(), help="comma-separated sequence ids kept out of training, for validation"
+    )
     geometry.add_argument("--size", type=int, default=128, choices=(64, 128, 256), help="crop size (the data's own)")
-    geometry.add_argument("--steps", type=int, default=2000, help="stage 1 steps (keypoints)")
-    geometry.add_argument("--refine-steps", type=int, default=600, help="stage 2 steps (refiner)")
-    geometry.add_argument("--adversarial-steps", type=int, default=0, help="stage 3 steps (refiner against a mouth discriminator)")
-    geometry.add_argument("--adversarial-weight", type=float, default=0.05, help="stage 3: the discriminator's term against the L1")
+    geometry.add_argument("--steps", type=integer(1), default=2000, help="stage 1 steps (keypoints)")
+    geometry.add_argument("--refine-steps", type=integer(0), default=600, help="stage 2 steps (refiner)")
+    geometry.add_argument(
+        "--adversarial-steps", type=integer(0), default=0, help="stage 3 steps (refiner against a mouth discriminator)"
+    )
+    geometry.add_argument(
+        "--adversarial-weight", type=number(0), default=0.05, help="stage 3: the discriminator's term against the L1"
+    )
     geometry.add_argument("--no-suppression", action="store_true", help="F reads H, not z_d = H - H_st (the paper's ablation)")
-    geometry.add_argument("--seed", type=int, default=0)
-    geometry.add_argument("--checkpoint-every", type=int, default=250)
+    geometry.add_argument("--seed", type=integer(0), default=0)
+    geometry.add_argument("--checkpoint-every", type=integer(1), default=250)
     geometry.add_argument("--no-progress", action="store_true", help="no progress bar")
     geometry.set_defaults(handler=run_train_geometry)
 
@@ -133,11 +160,10 @@ def run_train_geometry(args: argparse.Namespace) -> int:
     from rt_dtgan.prepare import PrepareError
     from rt_dtgan.train.geometry import GeometryTrainingConfig, train_geometry
 
-    hold_out = tuple(name.strip() for name in args.hold_out.split(",") if name.strip())
     try:
         config = GeometryTrainingConfig(
             data=tuple(args.data),
-            hold_out=hold_out,
+            hold_out=tuple(args.hold_out),
             size=args.size,
             steps=args.steps,
             refine_steps=args.refine_steps,
@@ -147,10 +173,10 @@ def run_train_geometry(args: argparse.Namespace) -> int:
             seed=args.seed,
             checkpoint_every=args.checkpoint_every,
         )
-        checkpoint = train_geometry(config, args.run_dir, progress=not args.no_progress)
+        trained = train_geometry(config, args.run_dir, progress=not args.no_progress)
     except (ValueError, PrepareError) as error:
         raise UsageError(str(error)) from error
-    print(f"checkpoint: {checkpoint}")
+    print(f"checkpoint: {trained}")
     return 0
 
 
@@ -211,16 +237,15 @@ def run_train(args: argparse.Namespace) -> int:
     progress, tensorboard = not args.no_progress, args.tensorboard
     if args.phase == "encoder":
         try:
-            checkpoint = train_encoder(config, args.run_dir, progress, tensorboard, args.init)
+            trained = train_encoder(config, args.run_dir, progress, tensorboard, args.init)
         except ValueError as error:
             raise UsageError(str(error)) from error
     else:
-        parts = tuple(part.strip() for part in args.init_parts.split(",") if part.strip())
         try:
-            checkpoint = train_gan(config, args.run_dir, args.encoder, progress, tensorboard, args.init, parts)
+            trained = train_gan(config, args.run_dir, args.encoder, progress, tensorboard, args.init, args.init_parts)
         except ValueError as error:
             raise UsageError(str(error)) from error
-    print(f"checkpoint: {checkpoint}")
+    print(f"checkpoint: {trained}")
     return 0
 
 

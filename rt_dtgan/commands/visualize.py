@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from rt_dtgan.commands.common import UsageError
+from rt_dtgan.commands.common import UsageError, checkpoint, integer, output, source
 
 
 def add_parsers(commands) -> None:
@@ -16,12 +16,12 @@ def add_parsers(commands) -> None:
         help="draw the source's dynamics alone: G driven by z_d with a target of all zeros (experiment 4)",
         description="Writes a video of the aligned source face (left) beside G(0, F(z_d)) (right).",
     )
-    visualize.add_argument("--source", required=True, help="video file, image folder or glob, or synthetic:SEED")
-    visualize.add_argument("--out", required=True, help="output video (.mp4, .mkv, .mov, .y4m)")
+    visualize.add_argument("--source", required=True, type=source, help="video file, image folder or glob, or synthetic:SEED")
+    visualize.add_argument("--out", required=True, type=output, help="output video (.mp4, .mkv, .mov, .y4m)")
     visualize.add_argument(
-        "--checkpoint", default="paper", help="a model whose G draws the crop (default: the shipped paper model)"
+        "--checkpoint", type=checkpoint, default="paper", help="a model whose G draws the crop (default: the shipped paper model)"
     )
-    visualize.add_argument("--frames", type=int, help="stop after this many source frames")
+    visualize.add_argument("--frames", type=integer(1), help="stop after this many source frames")
     visualize.set_defaults(handler=run_visualize)
 
 
@@ -35,8 +35,6 @@ def run_visualize(args: argparse.Namespace) -> int:
     from rt_dtgan.pipeline import synthetic_source_factory
     from rt_dtgan.runtime.engine import to_image, to_tensor
 
-    if args.frames is not None and args.frames < 1:
-        raise UsageError("--frames must be at least 1")
     model = load_checkpoint(resolve_checkpoint(args.checkpoint))
     if model.config.warps or model.config.reads_mesh:
         raise UsageError(f"{args.checkpoint} reads the face mesh or warps the portrait; experiment 4 needs a G that draws crops")

@@ -209,5 +209,10 @@ def _open_video_file(request: SourceRequest) -> AVSource:
 
 
 CAMERA_SOURCE = SourceKind("a camera index (0) or device path (/dev/video0, or video=NAME on Windows)", _is_camera, _open_camera)
-LAVFI_SOURCE = SourceKind(f"{LAVFI_PREFIX}GRAPH", lambda spec: spec.startswith(LAVFI_PREFIX), _open_lavfi)
+def _check_lavfi(spec: str) -> None:
+    if not spec[len(LAVFI_PREFIX) :].strip():
+        raise SourceError("lavfi: needs a filter graph, for example lavfi:testsrc=size=320x240:rate=30")
+
+
+LAVFI_SOURCE = SourceKind(f"{LAVFI_PREFIX}GRAPH", lambda spec: spec.startswith(LAVFI_PREFIX), _open_lavfi, _check_lavfi)
 VIDEO_FILE_SOURCE = SourceKind("a video file", lambda spec: Path(spec).expanduser().is_file(), _open_video_file)

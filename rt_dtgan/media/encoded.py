@@ -16,6 +16,7 @@ import av
 import cv2
 import numpy as np
 
+from rt_dtgan.endpoints import parse_endpoint
 from rt_dtgan.media.errors import SinkError
 from rt_dtgan.media.frames import Frame
 from rt_dtgan.media.sink import Sink, SinkKind
@@ -124,4 +125,11 @@ def _is_video_file(spec: str) -> bool:
 
 
 VIDEO_FILE_OUTPUT = SinkKind(f"a video file ({', '.join(FILE_EXTENSIONS)})", _is_video_file, open_video_file)
-UDP_OUTPUT = SinkKind("udp://HOST:PORT", lambda spec: spec.startswith("udp://"), open_udp_stream)
+def _check_udp(spec: str) -> None:
+    try:
+        parse_endpoint(spec, ("udp",), any_port=False)
+    except ValueError as error:
+        raise SinkError(str(error)) from error
+
+
+UDP_OUTPUT = SinkKind("udp://HOST:PORT", lambda spec: spec.startswith("udp://"), open_udp_stream, _check_udp)

@@ -67,4 +67,12 @@ def _open_synthetic(request: SourceRequest) -> Source:
     return request.synthetic_factory(request.spec[len(SYNTHETIC_PREFIX) :], request.options)
 
 
-SYNTHETIC_SOURCE = SourceKind(f"{SYNTHETIC_PREFIX}SEED", lambda spec: spec.startswith(SYNTHETIC_PREFIX), _open_synthetic)
+def _check_synthetic(spec: str) -> None:
+    seed = spec[len(SYNTHETIC_PREFIX) :].strip()
+    if not (seed.isascii() and seed.isdigit()):
+        raise SourceError(f"the seed in {spec!r} must be a non-negative integer, like '{SYNTHETIC_PREFIX}123'")
+
+
+SYNTHETIC_SOURCE = SourceKind(
+    f"{SYNTHETIC_PREFIX}SEED", lambda spec: spec.startswith(SYNTHETIC_PREFIX), _open_synthetic, _check_synthetic
+)

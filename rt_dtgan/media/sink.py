@@ -83,8 +83,11 @@ class Sink(ABC):
 class SinkKind:
     """One kind of output in the registry. ``open_sink`` asks the kinds in order whether they
     ``claim`` a spec and opens it with the first that does, ``open(spec, width, height, fps)``;
-    ``help`` is how its spec is written, one phrase of ``SINK_SPEC_HELP``."""
+    ``help`` is how its spec is written, one phrase of ``SINK_SPEC_HELP``; ``check(spec)``, where
+    given, raises SinkError for a claimed spec that cannot work (a port that does not exist),
+    without opening anything, so that a command refuses it before it starts."""
 
     help: str
     claims: Callable[[str], bool]
     open: Callable[[str, int, int, float | Fraction], Sink]
+    check: Callable[[str], None] | None = None

@@ -17,7 +17,7 @@ from rt_dtgan.media.encoded import UDP_OUTPUT, VIDEO_FILE_OUTPUT
 from rt_dtgan.media.errors import SinkError
 from rt_dtgan.media.multi import MultiSink, each_then_raise
 from rt_dtgan.media.null import NULL_OUTPUT
-from rt_dtgan.media.sink import Sink
+from rt_dtgan.media.sink import Sink, SinkKind
 from rt_dtgan.media.threaded import ThreadedSink
 from rt_dtgan.media.virtualcam import VIRTUAL_CAMERA_OUTPUT
 from rt_dtgan.media.window import WINDOW_OUTPUT
@@ -40,10 +40,22 @@ SINK_SPEC_HELP = "an output is " + ", ".join(kind.help for kind in SINK_KINDS[:-
 def open_sink(spec: str, width: int, height: int, fps: float | Fraction) -> Sink:
     """Open the output that ``spec`` names, with the first of SINK_KINDS that claims it; raises SinkError."""
     text = spec.strip()
-    kind = next((kind for kind in SINK_KINDS if kind.claims(text)), None)
+    return _checked_kind(text).open(text, width, height, fps)
+
+
+def check_sink_spec(spec: str) -> None:
+    """Raise SinkError, one sentence, unless ``spec`` names an output that could be opened
+    (a known kind, its own check passed); opens nothing."""
+    _checked_kind(spec.strip())
+
+
+def _checked_kind(text: str) -> SinkKind:
+    kind = next((kind for kind in SINK_KINDS if kind.claims(text)), None) if text else None
     if kind is None:
-        raise SinkError(f"unknown output {spec!r}: {SINK_SPEC_HELP}")
-    return kind.open(text, width, height, fps)
+        raise SinkError(f"unknown output {text!r}: {SINK_SPEC_HELP}")
+    if kind.check is not None:
+        kind.check(text)
+    return kind
 
 
 def open_sinks(

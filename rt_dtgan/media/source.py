@@ -149,8 +149,10 @@ class SourceRequest:
 class SourceKind:
     """One kind of source in the registry. ``open_source`` asks the kinds in order whether
     they ``claim`` a spec and opens it with the first that does; ``help`` is how its spec is
-    written, one phrase of ``SOURCE_SPEC_HELP``."""
+    written, one phrase of ``SOURCE_SPEC_HELP``; ``check(spec)``, where given, raises
+    SourceError for a claimed spec that cannot work, without opening anything."""
 
     help: str
     claims: Callable[[str], bool]
     open: Callable[[SourceRequest], Source]
+    check: Callable[[str], None] | None = None

@@ -12,7 +12,7 @@ from rt_dtgan.media.av_source import CAMERA_SOURCE, LAVFI_SOURCE, VIDEO_FILE_SOU
 from rt_dtgan.media.errors import SourceError
 from rt_dtgan.media.generated import SYNTHETIC_SOURCE
 from rt_dtgan.media.image_sequence import IMAGE_FOLDER_SOURCE, IMAGE_GLOB_SOURCE
-from rt_dtgan.media.source import Source, SourceOptions, SourceRequest, SyntheticFactory
+from rt_dtgan.media.source import Source, SourceKind, SourceOptions, SourceRequest, SyntheticFactory
 
 SOURCE_KINDS = (CAMERA_SOURCE, LAVFI_SOURCE, SYNTHETIC_SOURCE, IMAGE_GLOB_SOURCE, IMAGE_FOLDER_SOURCE, VIDEO_FILE_SOURCE)
 SOURCE_SPEC_HELP = "a source is " + ", ".join(kind.help for kind in SOURCE_KINDS[:-1]) + f", or {SOURCE_KINDS[-1].help}"
@@ -30,9 +30,21 @@ def open_source(
     the device); ``pace`` plays files and graphs in real time."""
     options = SourceOptions(size=size, fps=fps, pace=pace)
     text = str(spec).strip()
+    return _checked_kind(text).open(SourceRequest(text, options, synthetic_factory))
+
+
+def check_source_spec(spec: str | int) -> None:
+    """Raise SourceError, one sentence, unless ``spec`` names a source that could be opened
+    (a kind claims it, its own check passed); opens nothing (a camera is tried only when opened)."""
+    _checked_kind(str(spec).strip())
+
+
+def _checked_kind(text: str) -> SourceKind:
     if not text:
         raise SourceError(f"empty source spec: {SOURCE_SPEC_HELP}")
     kind = next((kind for kind in SOURCE_KINDS if kind.claims(text)), None)
     if kind is None:
         raise SourceError(f"no such file or folder: {text} ({SOURCE_SPEC_HELP})")
-    return kind.open(SourceRequest(text, options, synthetic_factory))
+    if kind.check is not None:
+        kind.check(text)
+    return kind

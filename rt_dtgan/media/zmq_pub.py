@@ -21,6 +21,7 @@ from fractions import Fraction
 import numpy as np
 import zmq
 
+from rt_dtgan.endpoints import parse_endpoint
 from rt_dtgan.media.errors import SinkError
 from rt_dtgan.media.frames import Frame
 from rt_dtgan.media.sink import Sink, SinkKind
@@ -87,4 +88,11 @@ def _open_zmq(spec: str, width: int, height: int, fps: float | Fraction) -> ZmqP
     return ZmqPublisherSink(_zmq_endpoint(spec), width, height, fps)
 
 
-ZMQ_OUTPUT = SinkKind("zmq://tcp://HOST:PORT", _is_zmq, _open_zmq)
+def _check_zmq(spec: str) -> None:
+    try:
+        parse_endpoint(_zmq_endpoint(spec), ("tcp", "ipc"))
+    except ValueError as error:
+        raise SinkError(f"output {spec!r}: {error}") from error
+
+
+ZMQ_OUTPUT = SinkKind("zmq://tcp://HOST:PORT", _is_zmq, _open_zmq, _check_zmq)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,17 @@ def environment() -> dict[str, str]:
         "numpy": np.__version__,
         "platform": platform.platform(),
     }
+
+
+def source_state() -> str:
+    """The commit the figures come from, with ' (uncommitted changes)' where the checkout
+    differs from it: a figure for the docs comes from a clean one."""
+
+    def git(*arguments: str) -> str:
+        return subprocess.run(["git", *arguments], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
+
+    commit = git("rev-parse", "HEAD") or "unknown (not a git checkout)"
+    return commit + (" (uncommitted changes)" if git("status", "--porcelain") else "")
 
 
 def _cpu_name() -> str:

@@ -37,8 +37,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import environment, percentiles, print_table, thread_cpu_s, write_json  # noqa: E402
 
-from rt_dtgan.config import PORTRAIT_SIZE, ModelConfig  # noqa: E402
+from rt_dtgan.config import PORTRAIT_SIZE, POSE_MODES, ModelConfig  # noqa: E402
 from rt_dtgan.face import FaceTracker  # noqa: E402
+from rt_dtgan.face.head import HeadFollower  # noqa: E402
 from rt_dtgan.media import (  # noqa: E402
     Capture,
     CaptureEnded,
@@ -86,6 +87,7 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--real", default=str(REAL), help="the real clips and portraits (default: ../shared/data/real)")
     parser.add_argument("--threads", type=int, default=1, help="engine threads (the tracker uses the rest)")
+    parser.add_argument("--pose", choices=POSE_MODES, default="follow", help="the head: follow the driver (as live) or lock")
     parser.add_argument(
         "--sink", default="mp4", choices=tuple(SINKS), help="; ".join(f"{name}: {what}" for name, what in SINKS.items())
     )
@@ -293,13 +295,13 @@ def main() -> None:
         target = load_target_spec(target_spec, config, max_side=PORTRAIT_SIZE)
         height, width = target.image.shape[:2]
         size = (width, height)
-        transfer = FaceTransfer(LocalDriver(engine, target), target, FaceTracker(config))
+        transfer = FaceTransfer(LocalDriver(engine, target), target, FaceTracker(config), head=HeadFollower(args.pose))
         looping = LoopingCapture(source_spec)
         unpaced_run(transfer, looping, output(args.sink, workdir, "warmup"), size, 20)
         stages, fps, found, cpu_ms = unpaced_run(transfer, looping, output(args.sink, workdir, "unpaced"), size, args.frames)
         looping.close()
         transfer.close()
-        transfer = FaceTransfer(LocalDriver(engine, target), target, FaceTracker(config))
+        transfer = FaceTransfer(LocalDriver(engine, target), target, FaceTracker(config), head=HeadFollower(args.pose))
         paced, dropped, source_fps = paced_run(transfer, source_spec, output(args.sink, workdir, "paced"), size, args.paced_frames)
         transfer.close()
     rows = [{"stage": name, **percentiles(times)} for name, times in stages.items()]

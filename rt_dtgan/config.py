@@ -81,6 +81,11 @@ def _check_positive(name: str, values: tuple[int, ...]) -> None:
     _require(len(values) > 0 and all(v > 0 for v in values), f"{name} must be positive, got {values}")
 
 
+# The portrait's head: "follow" turns, nods, tilts and moves it as the driver's head, "lock"
+# keeps it still (rt_dtgan.face.head); how far it follows, within these limits.
+POSE_MODES = ("follow", "lock")
+POSE_STRENGTH_LIMITS = (0.0, 2.0)
+
 # A portrait larger than this on its longer side is brought down to it at load, in pixels
 # (the live path's working size: a 48-megapixel photo runs at the rate of a small one).
 PORTRAIT_SIZE = 1280

@@ -22,7 +22,7 @@ from rt_dtgan.commands.common import (
     source,
     strength,
 )
-from rt_dtgan.config import PORTRAIT_SIZE
+from rt_dtgan.config import PORTRAIT_SIZE, POSE_MODES, POSE_STRENGTH_LIMITS
 from rt_dtgan.pipeline.hooks import FrameHooks
 
 SOURCE_WAIT_S = 1.0  # live says it waits for the source after this long without a frame
@@ -112,6 +112,15 @@ def add_face_arguments(parser: argparse.ArgumentParser) -> None:
         help="expression strength of a model that warps the portrait: 0 still, 1 as the driver moves (default), up to 3",
     )
     parser.add_argument(
+        "--pose", choices=POSE_MODES, default="follow",
+        help="follow: the portrait's whole head turns, nods, tilts and moves with the driver's (default); "
+        "lock: it stays where it is, only the face's expression moves",
+    )
+    parser.add_argument(
+        "--pose-strength", type=number(*POSE_STRENGTH_LIMITS), default=1.0, metavar="S",
+        help="how far the head follows: 0 still, 1 as the driver moves (default), up to 2",
+    )
+    parser.add_argument(
         "--faces", type=integer(1, MAX_FACES), default=1,
         help="faces to track, the largest drives (default 1: the first face found; 2 costs about 2 ms a frame)",
     )
@@ -120,6 +129,7 @@ def add_face_arguments(parser: argparse.ArgumentParser) -> None:
 def _open_transfer(args: argparse.Namespace, source_spec: str, pace: bool, size=None, fps=None):
     """-> (source, FaceTransfer) for the parsed arguments, on a local or a remote engine."""
     from rt_dtgan.face import FaceTracker, NeutralPicker, TrackerConfig, load_target
+    from rt_dtgan.face.head import HeadFollower
     from rt_dtgan.media import open_source, parse_size
     from rt_dtgan.pipeline import FaceTransfer, load_target_spec, synthetic_source_factory
 
@@ -135,7 +145,9 @@ def _open_transfer(args: argparse.Namespace, source_spec: str, pace: bool, size=
     driver = make_driver(target, reference)
     tracker = FaceTracker(config, TrackerConfig(max_faces=args.faces))
     picker = NeutralPicker() if args.auto_reference else None
-    return source, FaceTransfer(driver, target, tracker, mirror=getattr(args, "mirror", False), neutral_picker=picker)
+    head = HeadFollower(args.pose, args.pose_strength)
+    return source, FaceTransfer(driver, target, tracker, mirror=getattr(args, "mirror", False), neutral_picker=picker, head=head)
+
 
 
 def _portrait_line(target, portrait_size: int) -> str:

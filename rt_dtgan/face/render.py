@@ -8,6 +8,11 @@ where each of them falls on the grid and on the crop) is computed once; per fram
 upsamples the grid's displacements to the box, samples the portrait there once (bicubic),
 and blends the refiner's colours in where its mask asks. The face keeps the portrait's own
 sharpness whatever the model's crop size. Pixels outside the box are never touched.
+
+When the whole head moves (rt_dtgan.face.head), its sampling over a larger box comes first:
+an output pixel there samples the expression's field at the position the head's motion
+names, so that the portrait is still sampled once, the face's expression carried along with
+the head and the refiner's colours taken from where the moved face shows them.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import numpy as np
 
 from rt_dtgan.face.align import pixel_centres
 from rt_dtgan.face.errors import FaceError
+from rt_dtgan.face.head import HeadSampling
 from rt_dtgan.face.target import Target
 
 
@@ -28,7 +34,8 @@ class WarpPlan:
     portrait pixels under the crop; ``grid_x``, ``grid_y`` and ``crop_x``, ``crop_y`` (h, w)
     float32: each box pixel's position in grid cells and in crop pixels (cv2.remap indices);
     ``to_image`` (2, 2) float32: crop-pixel vectors -> image-pixel vectors; ``box_indices``
-    (h, w, 2) float32: the box pixels' own image indices (x, y)."""
+    (h, w, 2) float32: the box pixels' own image indices (x, y); ``crop_matrix`` (2, 2) and
+    ``crop_offset`` (2,) float32: continuous image coordinates -> crop indices (cv2.remap's)."""
 
     target: Target
     grid_side: int
@@ -40,6 +47,8 @@ class WarpPlan:
     crop_y: np.ndarray
     to_image: np.ndarray
     box_indices: np.ndarray
+    crop_matrix: np.ndarray
+    crop_offset: np.ndarray
 
     @classmethod
     def build(cls, target: Target, grid_side: int) -> WarpPlan:
@@ -63,38 +72,70 @@ class WarpPlan:
             *(np.ascontiguousarray(values - 0.5, dtype=np.float32) for values in (in_crop[..., 0], in_crop[..., 1])),
             target.transform.inverse().matrix.astype(np.float32),
             np.ascontiguousarray(np.stack([columns, rows], axis=-1)),
+            target.transform.matrix.astype(np.float32),
+            (target.transform.offset - 0.5).astype(np.float32),
         )
 
-    def render(self, grid: np.ndarray, mask: np.ndarray, colour: np.ndarray) -> np.ndarray:
+    def render(
+        self, grid: np.ndarray | None, mask: np.ndarray | None, colour: np.ndarray | None, head: HeadSampling | None = None
+    ) -> np.ndarray:
         """grid (G, G, 2) float32 crop-pixel sampling positions of the grid's centres, mask
-        (S, S) uint8 (255 = all colour), colour (S, S, 3) uint8 RGB -> a new (H, W, 3) uint8 portrait."""
+        (S, S) uint8 (255 = all colour), colour (S, S, 3) uint8 RGB (all None: the face's
+        expression does not move), and ``head``, the whole head's motion (None: it stays)
+        -> a new (H, W, 3) uint8 portrait."""
+        field = None if grid is None else self._expression_field(grid)
+        output = self.target.image.copy()
+        if head is None:
+            if field is not None:
+                output[self.rows, self.columns] = self._sample(field + self.box_indices, self.crop_x, self.crop_y, mask, colour)
+            return output
+        indices = head.positions - 0.5
+        if field is not None:
+            in_box = indices - np.array([self.columns.start, self.rows.start], dtype=np.float32)
+            indices = indices + cv2.remap(field, in_box[..., 0], in_box[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        crop = head.positions @ self.crop_matrix.T + self.crop_offset
+        output[head.rows, head.columns] = self._sample(indices, crop[..., 0], crop[..., 1], mask, colour)
+        return output
+
+    def _expression_field(self, grid: np.ndarray) -> np.ndarray:
+        """grid (G, G, 2) -> (h, w, 2) float32 displacement in image pixels over the box."""
         side = self.grid_side
         if grid.shape != (side, side, 2):
             raise FaceError(f"the plan is for a {side} x {side} grid, got {grid.shape}")
         steps = (np.arange(side, dtype=np.float32) + 0.5) * (self.target.config.size / side)
         # Into image units on the grid itself (bilinear upsampling commutes with a linear map).
         displacement = (grid - np.stack(np.meshgrid(steps, steps), axis=-1)) @ self.to_image.T
-        field = cv2.remap(displacement, self.grid_x, self.grid_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        return cv2.remap(displacement, self.grid_x, self.grid_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+
+    def _sample(
+        self, indices: np.ndarray, crop_x: np.ndarray, crop_y: np.ndarray, mask: np.ndarray | None, colour: np.ndarray | None
+    ) -> np.ndarray:
+        """The portrait sampled at ``indices`` (h, w, 2) (cv2.remap's pixel indices), the
+        refiner's colours blended in where its mask asks, at crop indices ``crop_x``, ``crop_y`` (h, w)."""
         # Bicubic: the portrait keeps its detail (the landmark warp measured 0.4 to 0.6 of the
         # portrait's sharpness with bilinear sampling, 0.7 to 0.9 with bicubic).
-        warped = cv2.remap(self.target.image, field + self.box_indices, None, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-        self._paint(warped, mask, colour)
-        output = self.target.image.copy()
-        output[self.rows, self.columns] = warped
-        return output
+        # Beyond the image's edge (a head cut by the frame, moving in) the image mirrored there.
+        warped = cv2.remap(self.target.image, indices, None, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
+        if mask is not None:
+            self._paint(warped, crop_x, crop_y, mask, colour)
+        return warped
 
-    def _paint(self, warped: np.ndarray, mask: np.ndarray, colour: np.ndarray) -> None:
-        """Blend ``colour`` into the warped box (h, w, 3) uint8, in place, where ``mask`` is
-        not 0: only over the box pixels around the mask's own extent."""
+    @staticmethod
+    def _paint(warped: np.ndarray, crop_x: np.ndarray, crop_y: np.ndarray, mask: np.ndarray, colour: np.ndarray) -> None:
+        """Blend ``colour`` into the warped pixels (h, w, 3) uint8, in place, where ``mask`` is
+        not 0 at their crop indices ``crop_x``, ``crop_y`` (h, w): only over the pixels
+        around the mask's own extent."""
         painted_rows, painted_columns = np.nonzero(mask)
         if not len(painted_rows):
             return
         low = np.array([painted_columns.min() - 1.5, painted_rows.min() - 1.5], dtype=np.float32)
         high = np.array([painted_columns.max() + 1.5, painted_rows.max() + 1.5], dtype=np.float32)
-        inside = (self.crop_x >= low[0]) & (self.crop_x <= high[0]) & (self.crop_y >= low[1]) & (self.crop_y <= high[1])
+        inside = (crop_x >= low[0]) & (crop_x <= high[0]) & (crop_y >= low[1]) & (crop_y <= high[1])
         box_rows, box_columns = np.nonzero(inside.any(axis=1))[0], np.nonzero(inside.any(axis=0))[0]
+        if not len(box_rows):
+            return
         area = slice(box_rows[0], box_rows[-1] + 1), slice(box_columns[0], box_columns[-1] + 1)
-        crop_x, crop_y = self.crop_x[area], self.crop_y[area]
+        crop_x, crop_y = np.ascontiguousarray(crop_x[area]), np.ascontiguousarray(crop_y[area])
         weight = cv2.remap(mask, crop_x, crop_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT).astype(np.float32) / 255.0
         paint = cv2.remap(colour, crop_x, crop_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
         region = warped[area].astype(np.float32)

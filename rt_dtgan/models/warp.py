@@ -95,8 +95,8 @@ def _spline_kernel(points: Tensor, anchors: Tensor) -> Tensor:
 
 
 def fit_spline(anchors: Tensor, values: Tensor) -> Tensor:
-    """A spline through ``anchors`` (B, M, 2) taking ``values`` (B, M, 2) there
-    -> its coefficients (B, M + 3, 2): M kernel weights, then the affine part (1, x, y).
+    """A spline through ``anchors`` (B, M, 2) taking ``values`` (B, M, C) there
+    -> its coefficients (B, M + 3, C): M kernel weights, then the affine part (1, x, y).
     Coordinates should be of order 1 (crop sides)."""
     batch, count = anchors.shape[:2]
     kernel = _spline_kernel(anchors, anchors) + SPLINE_RIDGE * torch.eye(count, dtype=anchors.dtype)
@@ -105,7 +105,7 @@ def fit_spline(anchors: Tensor, values: Tensor) -> Tensor:
         [torch.cat([kernel, affine], dim=-1), torch.cat([affine.transpose(1, 2), anchors.new_zeros(batch, 3, 3)], dim=-1)],
         dim=1,
     )
-    right_side = torch.cat([values, values.new_zeros(batch, 3, 2)], dim=1)
+    right_side = torch.cat([values, values.new_zeros(batch, 3, values.shape[-1])], dim=1)
     if system.device.type == "cpu":
         # One system at a time: MKL's batched solve on several threads fails for systems of
         # 151 rows and more (pytorch/pytorch#142815); ours have M + 3, about 156.
@@ -119,7 +119,7 @@ EVALUATION_BLOCK = 1024
 
 
 def evaluate_spline(anchors: Tensor, coefficients: Tensor, points: Tensor) -> Tensor:
-    """The spline of ``fit_spline`` at ``points`` (B, P, 2) -> (B, P, 2)."""
+    """The spline of ``fit_spline`` at ``points`` (B, P, 2) -> (B, P, C)."""
     count = anchors.shape[1]
     values = []
     for block in points.split(EVALUATION_BLOCK, dim=1):

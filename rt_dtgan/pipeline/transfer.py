@@ -19,12 +19,15 @@ from typing import Protocol
 import numpy as np
 
 from rt_dtgan.face import FaceTracker, NeutralPicker, Target, TrackResult, paste_back
+from rt_dtgan.face.head import HeadFollower, HeadRig, HeadSampling
 from rt_dtgan.face.render import WarpPlan
 from rt_dtgan.media import Capture, Frame
 from rt_dtgan.media.handoff import STOP_POLL_S, End, HandoffThread
 from rt_dtgan.runtime.engine import AlignedFace, Generated, StreamEngine
 from rt_dtgan.runtime.warping import KeypointMotion
 
+# The grid a WarpPlan is first built for when only the head moves (the next grid rebuilds it).
+STILL_GRID_SIDE = 64
 # How long closing a stage waits for its thread; one still busy after that (a step that
 # cannot be interrupted) is left to end on its own, a daemon.
 STAGE_STOP_S = 0.5
@@ -104,11 +107,13 @@ class TrackedFrame:
 @dataclass(frozen=True, eq=False)
 class SteppedFrame:
     """A tracked frame after the engine: ``generated`` its crop or keypoint motion (None
-    without a face, or while a remote result is not in yet), and the engine's time."""
+    without a face, or while a remote result is not in yet), the engine's time, and
+    ``head``, the portrait's whole head moved as the driver's (None: it stays)."""
 
     item: TrackedFrame
     generated: Generated | None
     engine_ms: float
+    head: HeadSampling | None = None
 
 
 class FaceTransfer:
@@ -117,9 +122,11 @@ class FaceTransfer:
     ``process(frame)`` is ``draw(step(track(frame)))``; the three may run on three threads
     (``TrackingStage``, ``SteppingStage``, the caller's), the frames passing between them in
     order. With a ``neutral_picker`` the anchor y0 becomes the most neutral face of its
-    window once the window closes. Two requests may come from any thread: ``set_mirror``,
-    which ``track`` reads once per frame at the frame's start, and ``recalibrate``, which
-    ``step`` applies before its next frame."""
+    window once the window closes. With a ``head`` follower the portrait's whole head turns,
+    nods, tilts and moves as the driver's relative to the same anchor (a model that warps the
+    portrait; one that redraws the crop keeps the head still). Two requests may come from
+    any thread: ``set_mirror``, which ``track`` reads once per frame at the frame's start,
+    and ``recalibrate``, which ``step`` applies before its next frame."""
 
     def __init__(
         self,
@@ -128,8 +135,11 @@ class FaceTransfer:
         tracker: FaceTracker,
         mirror: bool = False,
         neutral_picker: NeutralPicker | None = None,
+        head: HeadFollower | None = None,
     ) -> None:
         self.driver, self.target, self.tracker = driver, target, tracker
+        self.head = head
+        self._head_rig: HeadRig | None = None
         self._mirrored = threading.Event()
         self.set_mirror(mirror)
         self.neutral_picker = neutral_picker
@@ -174,8 +184,27 @@ class FaceTransfer:
             return SteppedFrame(item, None, 0.0)
         began = time.perf_counter()
         if self.neutral_picker is not None and (neutral := self.neutral_picker.offer(tracked)) is not None:
-            self.driver.recalibrate(neutral)
-        return SteppedFrame(item, self.driver.step(tracked), _ms(began, time.perf_counter()))
+            self._anchor(neutral)
+        generated = self.driver.step(tracked)
+        return SteppedFrame(item, generated, _ms(began, time.perf_counter()), self._head_motion(tracked))
+
+    def _head_motion(self, tracked: TrackResult) -> HeadSampling | None:
+        """Where the portrait's head samples itself for the driver's pose, or None (it stays)."""
+        if self.head is None or tracked.pose is None:
+            return None
+        motion = self.head.follow(tracked.pose, tracked.timestamp)
+        if motion is None:
+            return None
+        if self._head_rig is None:
+            height, width = self.target.image.shape[:2]
+            self._head_rig = HeadRig.build(self.target.landmarks.points, (width, height))
+        return self._head_rig.sampling(motion)
+
+    def _anchor(self, reference: AlignedFace | None) -> None:
+        """The engine's anchor and the head's: ``reference``, or the next frame stepped."""
+        self.driver.recalibrate(reference)
+        if self.head is not None:
+            self.head.anchor(getattr(reference, "pose", None))
 
     def draw(self, stepped: SteppedFrame) -> tuple[np.ndarray, FrameReport]:
         """Paste the generated result into the portrait; without one, hold the last output."""
@@ -183,20 +212,25 @@ class FaceTransfer:
         if not item.tracked.found:
             return self.last_output, FrameReport(False, item.tracked.reason, item.track_ms, 0.0, 0.0, 0.0)
         if stepped.generated is not None:
-            self.last_output = self._draw(stepped.generated)
+            self.last_output = self._draw(stepped.generated, stepped.head)
         timings = (item.track_ms, item.align_ms, stepped.engine_ms, _ms(began, time.perf_counter()))
         return self.last_output, FrameReport(True, None, *timings)
 
-    def _draw(self, generated: Generated) -> np.ndarray:
-        """The whole portrait for a generated crop (pasted back) or keypoint motion (warped)."""
+    def _draw(self, generated: Generated, head: HeadSampling | None) -> np.ndarray:
+        """The whole portrait for a generated crop (pasted back) or keypoint motion (warped,
+        the head moved by ``head``)."""
         if not isinstance(generated, KeypointMotion):
             return paste_back(self.target, generated)
-        if generated.still:
+        if generated.still and head is None:
             return self.target.image.copy()
-        grid_side = generated.grid.shape[0]
-        if self._warp_plan is None or self._warp_plan.grid_side != grid_side:
-            self._warp_plan = WarpPlan.build(self.target, grid_side)
-        return self._warp_plan.render(generated.grid, generated.mask, generated.colour)
+        plan = self._plan(None if generated.still else generated.grid.shape[0])
+        return plan.render(generated.grid, generated.mask, generated.colour, head)
+
+    def _plan(self, grid_side: int | None) -> WarpPlan:
+        """The portrait's WarpPlan for a grid of ``grid_side`` (None: any, no grid comes)."""
+        if self._warp_plan is None or grid_side not in (None, self._warp_plan.grid_side):
+            self._warp_plan = WarpPlan.build(self.target, grid_side or STILL_GRID_SIDE)
+        return self._warp_plan
 
     def recalibrate(self, reference: AlignedFace | None = None) -> None:
         """The given face, else the next frame stepped, is y0; with a neutral picker, a new
@@ -211,7 +245,7 @@ class FaceTransfer:
         if asked is None:
             return
         (reference,) = asked
-        self.driver.recalibrate(reference)
+        self._anchor(reference)
         if self.neutral_picker is not None and reference is None:
             self.neutral_picker.restart()
 

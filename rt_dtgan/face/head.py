@@ -1,0 +1,305 @@
+"""The portrait's whole head turned, nodded, tilted and moved as the driver's, relative to
+the driver's anchor; the background and the shoulders stay.
+
+``HeadFollower`` turns the driver's per-frame HeadPose (rt_dtgan.face.pose) into the pose
+relative to its anchor, smoothed (One-Euro), with a soft dead band (a still driver leaves
+the portrait exactly still), a strength and a smooth limit past 30 degrees of yaw and roll
+and 20 of pitch. ``HeadRig`` holds what depends only on the portrait: its 3D face mesh, a
+shell of points around it for hair and ears (the face oval pushed outwards and backwards),
+a ring of held points for the background and a row under the chin for the shoulders, and
+the box of portrait pixels between them. Per frame the rig moves its head points rigidly in
+3D about a pivot behind the face, projects them, and fits a thin-plate spline from the moved
+points back to the original ones (held points fixed), evaluated on a coarse grid over the
+box: where each output pixel takes its colour from. The neck blends between the moving jaw
+and the held shoulders; a rigid move keeps glasses rigid.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from rt_dtgan.config import MESH_POINTS, POSE_MODES, POSE_STRENGTH_LIMITS
+from rt_dtgan.face.align import pixel_centres
+from rt_dtgan.face.pose import HeadPose, canonical_face, head_pose, rotation_angles, rotation_from_angles
+from rt_dtgan.face.smoothing import OneEuroConfig, OneEuroFilter
+from rt_dtgan.models.warp import evaluate_spline, fit_spline
+
+# The head's pivot in the canonical face's eye units: between the ears, behind the face.
+PIVOT = np.array([0.0, 0.6, 0.9])
+FACE_OVAL = (
+    10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
+    152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109,
+)
+# The head in the canonical face's eye units: its ellipse (centre and radii, covering face,
+# hair and ears); the band beyond it over which the motion fades to nothing, in ellipse
+# radii: FOLD_MARGIN times the largest motion on its outline (OUTLINE_WIDTH wide), within
+# FADE_BAND; and the box the rig covers, out to the widest band.
+HEAD_CENTRE = np.array([0.0, 0.35, 0.0])
+HEAD_RADII = np.array([1.45, 2.0])
+HEAD_RADIUS_BELOW = 1.75  # under the centre: the ellipse ends just past the chin, the neck fades
+FADE_BAND = (0.35, 1.2)
+FOLD_MARGIN = 1.5
+OUTLINE_WIDTH = 0.08
+BOX_RADII = np.array([*HEAD_RADII, 0.0]) * (1.0 + FADE_BAND[1])
+# The face's relief (nose, brows, cheeks) over the smooth head is kept at RELIEF: most of the
+# parallax that shows a turn, less of the nose sliding over the cheek that a 2D warp cannot hide.
+RELIEF = 0.8
+# Hair and ears for the depth: the oval pushed out from the face's centre by these factors,
+# and back by SHELL_DEPTH per unit of push; every DEPTH_STRIDE-th mesh point.
+SHELL_SCALES = (1.3, 1.6)
+SHELL_DEPTH = 0.3
+DEPTH_STRIDE = 4
+HEAD_GRID = 48
+INVERSION_STEPS = 4
+# Where the head's map would crush an area below MIN_JACOBIAN of itself (or fold it), it is
+# smoothed, at most UNFOLD_STEPS times.
+MIN_JACOBIAN = 0.2
+UNFOLD_STEPS = 12
+# Past the knee an angle (degrees: yaw, pitch, roll) bends smoothly toward the cap.
+ANGLE_KNEES = np.array([30.0, 20.0, 30.0])
+ANGLE_CAPS = np.array([40.0, 28.0, 40.0])
+# Soft dead band widths: angles (degrees), shift (eye units), log scale.
+DEAD_BAND = np.array([0.5, 0.5, 0.5, 0.012, 0.012, 0.008])
+# All dead-banded parameters below this (in band units, reached by a parameter under about
+# half its band): the head does not move at all; just above it moves by about 0.1 band.
+STILL_BELOW = 0.1
+POSE_SMOOTHING = OneEuroConfig(min_cutoff=1.5, beta=0.3, d_cutoff=2.0)
+
+
+def check_pose_settings(mode: str, strength: float) -> None:
+    """Raises ValueError for a mode not in POSE_MODES or a strength outside POSE_STRENGTH_LIMITS."""
+    if mode not in POSE_MODES:
+        raise ValueError(f"pose must be one of {', '.join(POSE_MODES)}, got {mode!r}")
+    low, high = POSE_STRENGTH_LIMITS
+    if not (math.isfinite(strength) and low <= strength <= high):
+        raise ValueError(f"pose strength must be in [{low:g}, {high:g}], got {strength}")
+
+
+@dataclass(frozen=True, eq=False)
+class RelativePose:
+    """The driver's head relative to its anchor: ``rotation`` (3, 3) in camera axes, ``shift``
+    (3,) of the pivot in the anchor's eye units, ``scale`` its size over the anchor's."""
+
+    rotation: np.ndarray
+    shift: np.ndarray
+    scale: float
+
+
+def soft_limit(angles: np.ndarray) -> np.ndarray:
+    """(3,) degrees -> the same up to ANGLE_KNEES, then bending smoothly toward ANGLE_CAPS."""
+    over = np.abs(angles) - ANGLE_KNEES
+    room = ANGLE_CAPS - ANGLE_KNEES
+    bent = ANGLE_KNEES + room * np.tanh(np.maximum(over, 0.0) / room)
+    return np.where(over > 0, np.sign(angles) * bent, angles)
+
+
+def soft_dead_band(values: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """values * (1 - exp(-(values / widths)^2)): near 0 as the cube of the value, the value itself past a few widths."""
+    return values * -np.expm1(-((values / widths) ** 2))
+
+
+def pose_parameters(pose: HeadPose, anchor: HeadPose) -> np.ndarray:
+    """-> (6,) yaw, pitch, roll (degrees) of ``pose`` relative to ``anchor`` (camera axes),
+    the pivot's x and y shift in the anchor's eye units, and the log of the scale ratio."""
+    angles = np.degrees(rotation_angles(pose.rotation @ anchor.rotation.T))
+    shift = (pivot_position(pose) - pivot_position(anchor))[:2] / anchor.scale
+    return np.concatenate([angles, shift, [math.log(pose.scale / anchor.scale)]])
+
+
+def pivot_position(pose: HeadPose) -> np.ndarray:
+    """Where the head's pivot lies in the image (3,), in pixels."""
+    return pose.scale * pose.rotation @ PIVOT + pose.offset
+
+
+class HeadFollower:
+    """The driver's poses in, the portrait's head motion out (None: the head stays still).
+
+    The first pose after ``anchor()`` (or the one given to it) is the anchor. ``strength``
+    scales the motion (0 keeps the head still, 1 follows the driver); mode "lock" never moves it."""
+
+    def __init__(self, mode: str = "follow", strength: float = 1.0) -> None:
+        check_pose_settings(mode, strength)
+        self.mode, self.strength = mode, strength
+        self._anchor: HeadPose | None = None
+        self._smoother = OneEuroFilter(POSE_SMOOTHING)
+
+    def anchor(self, pose: HeadPose | None = None) -> None:
+        """Make ``pose`` the anchor now, or, without one, the next pose ``follow`` sees."""
+        self._anchor = pose
+        self._smoother.reset()
+
+    def follow(self, pose: HeadPose, timestamp: float) -> RelativePose | None:
+        """The driver's pose at ``timestamp`` (seconds, increasing) -> the relative pose to apply."""
+        if self.mode == "lock" or self.strength == 0.0:
+            return None
+        if self._anchor is None:
+            self._anchor = pose
+        raw = pose_parameters(pose, self._anchor)
+        smoothed = self._smoother.filter(raw, timestamp) if self._smoother.last_timestamp != timestamp else raw
+        banded = soft_dead_band(smoothed * self.strength, DEAD_BAND)
+        if np.all(np.abs(banded) < STILL_BELOW * DEAD_BAND):
+            return None
+        angles = np.radians(soft_limit(banded[:3]))
+        shift = np.array([banded[3], banded[4], 0.0])
+        return RelativePose(rotation_from_angles(*angles), shift, math.exp(banded[5]))
+
+
+@dataclass(frozen=True, eq=False)
+class HeadRig:
+    """One portrait's head, ready to move: on a G x G grid of cell centres over the box of
+    portrait pixels it may change (``rows`` x ``columns``), each point's ``depth`` (G, G)
+    in pixels (the face mesh's own depth, carried out over hair and ears by a shell of
+    points around it, its relief flattened by RELIEF so that a turned nose never folds over
+    the cheek) and ``radius`` (G, G), each point's distance from the head's centre relative
+    to the head's ellipse (1 on its outline; what moves with the head fades out beyond it,
+    down the neck and into the background, over a band as wide as the head's motion needs
+    not to fold, 0 on the shoulders and the box's edge); ``pivot`` (3,) image pixels, ``unit``
+    pixels per eye unit. Where the image's edge cuts the box, what moves in from beyond it is
+    the image mirrored at its edge (the renderer's)."""
+
+    rows: slice
+    columns: slice
+    points: np.ndarray
+    depth: np.ndarray
+    radius: np.ndarray
+    pivot: np.ndarray
+    unit: float
+
+    @classmethod
+    def build(cls, points: np.ndarray, image_size: tuple[int, int]) -> HeadRig:
+        """points (N >= 468, 3): the portrait's FaceMesh points in pixels; image_size (width, height)."""
+        pose = head_pose(points)
+        to_image = pose_mapping(pose)
+        width, height = image_size
+        corners = to_image(HEAD_CENTRE + np.array([[-1, -1, 0], [1, -1, 0], [-1, 1, 0], [1, 1, 0]]) * BOX_RADII)[:, :2]
+        low = np.floor(corners.min(axis=0)).astype(int).clip(0, [width, height])
+        high = np.ceil(corners.max(axis=0)).astype(int).clip(0, [width, height])
+        if np.any(high - low < 2):
+            raise ValueError("the portrait's head lies outside the image")
+        steps = [low[axis] + (np.arange(HEAD_GRID) + 0.5) * (high[axis] - low[axis]) / HEAD_GRID for axis in (0, 1)]
+        grid = np.stack(np.meshgrid(*steps), axis=-1)
+        canonical = pose.frontal(np.concatenate([grid, np.zeros((*grid.shape[:2], 1))], axis=-1))
+        depth = _depth(points, to_image, grid)
+        rows, columns = slice(low[1], high[1]), slice(low[0], high[0])
+        offset = canonical[..., :2] - HEAD_CENTRE[:2]
+        radii = np.where(offset[..., 1:] > 0, [HEAD_RADII[0], HEAD_RADIUS_BELOW], HEAD_RADII)
+        radius = np.linalg.norm(offset / radii, axis=-1)
+        return cls(rows, columns, grid, depth, radius, to_image(PIVOT), pose.scale)
+
+    def sampling(self, motion: RelativePose) -> HeadSampling:
+        """-> where each pixel of the box takes its colour from, for the head moved by ``motion``."""
+        surface = np.concatenate([self.points, self.depth[..., None]], axis=-1)
+        moved = self.pivot + motion.scale * (surface - self.pivot) @ motion.rotation.T + motion.shift * self.unit
+        motion_of = moved[..., :2] - self.points
+        displacement = (self._weight(motion_of)[..., None] * motion_of).astype(np.float32)
+        # Backward: the source point s whose forward move lands on each grid point x solves
+        # s = x - displacement(s); a few fixed-point steps (it converges where nothing folds).
+        box = np.array([self.columns.start, self.rows.start], dtype=np.float64)
+        cell = np.array([self.columns.stop, self.rows.stop], dtype=np.float64) - box
+        sources = self.points.copy()
+        for _ in range(INVERSION_STEPS):
+            index = ((sources - box) / cell * HEAD_GRID - 0.5).astype(np.float32)
+            moved_by = cv2.remap(displacement, index[..., 0], index[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            sources = self.points - moved_by
+        height, width = self.rows.stop - self.rows.start, self.columns.stop - self.columns.start
+        # The grid's points sit at cell centres of the box, as cv2.resize's samples do; the
+        # displacement is what is upsampled, so that it stays 0 out to the box's edge.
+        moved_by = cv2.resize(unfold(sources - self.points, cell / HEAD_GRID), (width, height), interpolation=cv2.INTER_LINEAR)
+        return HeadSampling(self.rows, self.columns, moved_by + self._pixel_centres(height, width))
+
+    def _weight(self, motion_of: np.ndarray) -> np.ndarray:
+        """(G, G, 2) each point's motion with the head -> (G, G) how much of it it takes: 1 inside
+        the head's ellipse, fading to 0 beyond it over FOLD_MARGIN times the largest motion on the
+        outline (within FADE_BAND, in ellipse radii), so that the fade never folds the map."""
+        outline = np.abs(self.radius - 1.0) < OUTLINE_WIDTH
+        largest = np.linalg.norm(motion_of[outline], axis=-1).max(initial=0.0) / self.unit
+        band = np.clip(FOLD_MARGIN * largest / HEAD_RADII.min(), *FADE_BAND)
+        return 1.0 - smoothstep((self.radius - 1.0) / band)
+
+    def _pixel_centres(self, height: int, width: int) -> np.ndarray:
+        """(height, width, 2) float32 continuous image coordinates of the box's pixel centres."""
+        return (pixel_centres(height, width) + [self.columns.start, self.rows.start]).astype(np.float32)
+
+
+def smoothstep(values: np.ndarray) -> np.ndarray:
+    """0 at or below 0, 1 at or above 1, smooth between (3t^2 - 2t^3)."""
+    clipped = np.clip(values, 0.0, 1.0)
+    return clipped * clipped * (3.0 - 2.0 * clipped)
+
+
+def unfold(moved_by: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """(G, G, 2) how far each point of a grid (``step`` (2,) apart) samples from itself ->
+    the same, smoothed where the map folds or crushes (its Jacobian under MIN_JACOBIAN): a
+    far cheek or a nose side that a turn would hide is squeezed instead of drawn twice."""
+    moved_by = moved_by.astype(np.float32)
+    for _ in range(UNFOLD_STEPS):
+        positions = moved_by + np.stack(np.meshgrid(*(np.arange(len(moved_by)) * size for size in step)), axis=-1)
+        crushed = cell_jacobian(positions) / (step[0] * step[1]) < MIN_JACOBIAN
+        if not crushed.any():
+            break
+        around = np.zeros(moved_by.shape[:2], np.uint8)
+        for dy in (0, 1):
+            for dx in (0, 1):
+                around[dy : dy + crushed.shape[0], dx : dx + crushed.shape[1]] |= crushed
+        # Feathered, so that the smoothed patch leaves no edge of its own.
+        share = cv2.GaussianBlur(cv2.dilate(around, np.ones((3, 3), np.uint8)).astype(np.float32), (5, 5), 0)[..., None]
+        smoothed = cv2.GaussianBlur(moved_by, (5, 5), 0, borderType=cv2.BORDER_REPLICATE)
+        moved_by += share * (smoothed - moved_by)
+    return moved_by
+
+
+def cell_jacobian(positions: np.ndarray) -> np.ndarray:
+    """(h, w, 2) positions on a grid -> (h - 1, w - 1) the determinant of their derivative per cell."""
+    along_x, along_y = np.diff(positions, axis=1)[:-1], np.diff(positions, axis=0)[:, :-1]
+    return along_x[..., 0] * along_y[..., 1] - along_x[..., 1] * along_y[..., 0]
+
+
+def _depth(points: np.ndarray, to_image, grid: np.ndarray) -> np.ndarray:
+    """The portrait's depth (G, G) in pixels at ``grid`` (G, G, 2): a thin-plate spline through
+    its face mesh and a shell of hair and ears around it (the oval pushed out and back)."""
+    face = canonical_face()
+    oval = face[list(FACE_OVAL)]
+    centre = np.array([0.0, oval[:, 1].mean(), 0.0])
+    shell = [
+        centre + scale * (point - centre) * [1.0, 1.0, 0.0] + [0.0, 0.0, point[2] + (scale - 1.0) * SHELL_DEPTH]
+        for scale in SHELL_SCALES
+        for point in oval
+    ]
+    outline = np.concatenate([np.asarray(points)[list(FACE_OVAL)], to_image(shell)])
+    unit = float(np.linalg.norm(to_image([1.0, 0.0, 0.0]) - to_image([0.0, 0.0, 0.0])))
+    whole = _spline_surface(np.concatenate([np.asarray(points)[:MESH_POINTS:DEPTH_STRIDE], outline]), grid, unit)
+    smooth = _spline_surface(outline, grid, unit)
+    return smooth + RELIEF * (whole - smooth)
+
+
+def _spline_surface(anchors: np.ndarray, grid: np.ndarray, unit: float) -> np.ndarray:
+    """The thin-plate spline through ``anchors`` (M, 3) (x, y -> z, pixels) at ``grid`` (G, G, 2) -> (G, G)."""
+    at = torch.from_numpy(anchors[:, :2] / unit).unsqueeze(0)
+    coefficients = fit_spline(at, torch.from_numpy(anchors[:, 2:] / unit).unsqueeze(0))
+    depth = evaluate_spline(at, coefficients, torch.from_numpy(grid.reshape(1, -1, 2) / unit))
+    return depth[0, :, 0].numpy().reshape(grid.shape[:2]) * unit
+
+
+@dataclass(frozen=True, eq=False)
+class HeadSampling:
+    """The head's motion over a box of the portrait: ``rows`` x ``columns``, and for each of
+    its pixels the portrait position (x, y) it samples, ``positions`` (h, w, 2) float32 in
+    continuous image coordinates (a pixel's centre at +0.5)."""
+
+    rows: slice
+    columns: slice
+    positions: np.ndarray
+
+
+def pose_mapping(pose: HeadPose):
+    """-> a function taking canonical points (..., 3) to image points (..., 3) under ``pose``."""
+
+    def to_image(canonical) -> np.ndarray:
+        return pose.scale * np.asarray(canonical) @ pose.rotation.T + pose.offset
+
+    return to_image

@@ -61,3 +61,22 @@ def test_the_window_opens_and_its_hotkeys_mirror_recalibrate_and_quit(display, t
     said = [line.strip() for line in errors.replace("\r", "\n").splitlines() if line.strip()]
     assert "mirror on" in said and "recalibrated: the next frame is the neutral face" in said and "quit" in said
     assert any(" fps  latency p50" in line and " face " in line for line in said), "no frames were shown"
+
+
+def test_q_in_the_window_ends_live_within_2_s_while_its_source_is_stalled(display):
+    rt_dtgan = Path(sys.executable).parent / "rt-dtgan"
+    env = {**os.environ, "DISPLAY": display}
+    stalled = "lavfi:testsrc2=size=320x240:rate=1/60"  # one frame at once, the next after 60 s
+    command = [str(rt_dtgan), "live", "--source", stalled, "--target", "synthetic:8", "--output", "window"]
+    live = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    try:
+        window = find_window(display, timeout_s=60)
+        time.sleep(2.0)  # past the one frame: the loop waits for the source
+        subprocess.run(["xdotool", "windowfocus", "--sync", window], env=env, check=True)
+        subprocess.run(["xdotool", "key", "q"], env=env, check=True)
+        pressed_at = time.monotonic()
+        assert live.wait(timeout=2.0) == 0, "q took over 2 s"
+        assert time.monotonic() - pressed_at < 2.0
+    finally:
+        live.kill()
+        live.wait()

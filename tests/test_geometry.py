@@ -15,6 +15,7 @@ from rt_dtgan.face.align import SimilarityTransform, eyes_to_crop_transform
 from rt_dtgan.face.geometry import eye_units
 from rt_dtgan.models.checkpoint import load_checkpoint, save_checkpoint
 from rt_dtgan.models.dynamics import windowed_offline
+from rt_dtgan.models.neutral import INNER_LIP_PAIRS, mouth_corrections
 from rt_dtgan.models.warp import HELD_POINTS, MOVING_POINTS, KeypointWarp, lid_gain
 from rt_dtgan.runtime.backends import OnnxRuntimeBackend, TorchBackend
 from rt_dtgan.runtime.engine import Face, StreamEngine
@@ -92,6 +93,26 @@ def test_a_lid_or_lip_never_passes_its_partner():
     assert fixed[0, lid, 1] == fixed[0, partner, 1] == 33.5
 
 
+def test_a_brow_pulled_down_stops_above_its_lid():
+    """A frown that would bring the brow onto the eye: it comes down at most BROW_KEEP of its
+    height over the lid, the brow's upper row pushed back with it; a small frown passes as it is."""
+    from rt_dtgan.models.warp import BROW_KEEP
+
+    warp = KeypointWarp(PreprocessConfig(size=SIZE), grid_side=16)
+    keypoints = torch.zeros(1, len(MOVING_POINTS), 2, dtype=torch.float64)
+    brow, lid, above, lower_lid = (MOVING_POINTS.index(point) for point in (52, 159, 105, 145))
+    keypoints[0, [brow, lid, above, lower_lid], 1] = torch.tensor([20.0, 30.0, 17.0, 36.0], dtype=torch.float64)
+    small = keypoints.clone()
+    small[0, [brow, above], 1] += 3.0
+    small[0, lid, 1] += 2.0  # the lid closing does not let the brow further down
+    assert torch.equal(warp.uncross(small, keypoints), small)
+    frown = keypoints.clone()
+    frown[0, [brow, above], 1] += 9.0  # the brow would end 1 px over the lid
+    fixed = warp.uncross(frown, keypoints)
+    assert fixed[0, brow, 1] == pytest.approx(20.0 + BROW_KEEP * 10.0)
+    assert fixed[0, above, 1] == pytest.approx(17.0 + BROW_KEEP * 10.0)
+
+
 def test_the_renderer_gives_the_portrait_back_without_motion_and_moves_only_the_face_box(portrait_target):
     from rt_dtgan.face.render import WarpPlan
     from rt_dtgan.models.warp import grid_centres
@@ -127,8 +148,12 @@ def portrait_target():
 def test_streamed_offsets_equal_the_offline_computation(window):
     model = make_lively_geometry_model(window=window)
     meshes = random_meshes(12, seed=window)
+    lower, upper = ([pair[i] for pair in INNER_LIP_PAIRS] for i in (1, 0))
+    portrait = meshes[0].copy()
+    portrait[lower, 1] = portrait[upper, 1]  # a closed mouth
+    meshes[0, lower, 1] += 0.05  # the driver starts mid-sentence
     engine = StreamEngine(TorchBackend(model))
-    stream = engine.open(Face(np.zeros((SIZE, SIZE, 3), np.uint8), meshes[0]))
+    stream = engine.open(Face(np.zeros((SIZE, SIZE, 3), np.uint8), portrait))
     motions = [engine.step(stream, Face(None, mesh)) for mesh in meshes]
     assert motions[0].still and not any(motion.still for motion in motions[1:])
     streamed = np.stack([motion.offsets for motion in motions])
@@ -140,8 +165,10 @@ def test_streamed_offsets_equal_the_offline_computation(window):
             from rt_dtgan.models.dynamics import dynamics_offline
 
             z_d = dynamics_offline(model.encoder, video)[0]
-        anchor = torch.from_numpy(meshes[:1])
-        offline = (model.embedder(z_d) * lid_gain(anchor, anchor)).numpy()  # the target is the anchor's face
+        anchor, target = torch.from_numpy(meshes[:1]), torch.from_numpy(portrait[None])
+        corrections = mouth_corrections(torch.from_numpy(meshes), 0.0)  # never past the portrait's closed lips
+        offline = ((model.embedder(z_d) + corrections) * lid_gain(target, anchor)).numpy()
+    assert np.abs(corrections.numpy()).max() > 0.01, "the mouth's neutral must move for the comparison to cover it"
     assert np.abs(offline).max() > 0.01, "offsets must move for the comparison to mean anything"
     assert not streamed[0].any(), "z_d(0) = 0 must move nothing"
     np.testing.assert_allclose(streamed, offline, atol=1e-5)
@@ -268,3 +295,31 @@ def test_the_commands_take_the_shipped_names_and_say_what_a_geometry_model_canno
     assert info.returncode == 0 and "generator" in info.stdout
     visualize = run("visualize", "--checkpoint", "geometry", "--source", "synthetic:1", "--out", str(tmp_path / "v.mp4"))
     assert visualize.returncode != 0 and "experiment 4 needs a G that draws crops" in visualize.stderr
+
+
+def test_a_driver_who_starts_mid_sentence_never_closes_the_portraits_lips_past_closed():
+    """The anchor's mouth open, then closed: a closed-mouthed portrait's mouth is measured from
+    the driver's closed frame (its lips and jaw corrected by the anchor's offset from it); an
+    open-mouthed portrait, whose gap can take the closing, still closes; a still or
+    closed-mouthed start changes nothing."""
+    from rt_dtgan.models.neutral import MOUTH_KEYPOINTS, MouthNeutral, lip_gap
+
+    closed = torch.from_numpy(random_meshes(1, seed=3))
+    lower = [pair[1] for pair in INNER_LIP_PAIRS]
+    opened = closed.clone()
+    opened[0, lower, 1] += 0.08
+    closed_gap = float(lip_gap(closed)[0])
+    still = MouthNeutral(closed, portrait_gap=0.0)
+    assert all(not still.step(mesh).any() for mesh in (closed, opened, closed + 0.004))
+    correction = MouthNeutral(opened, portrait_gap=0.0).step(closed)
+    expected = torch.zeros_like(correction)
+    expected[:, list(MOUTH_KEYPOINTS)] = (opened - closed)[:, [MOVING_POINTS[k] for k in MOUTH_KEYPOINTS]]
+    torch.testing.assert_close(correction, expected)
+    assert correction.abs().max() == pytest.approx(0.08, abs=1e-6)
+    halfway = MouthNeutral(opened, portrait_gap=0.0)
+    halfway.step(closed)
+    middle = opened.clone()
+    middle[0, lower, 1] -= 0.04
+    torch.testing.assert_close(halfway.step(middle), 0.5 * expected)  # past closed by half the span
+    assert not MouthNeutral(opened, portrait_gap=0.2).step(closed).any()
+    assert closed_gap < float(lip_gap(opened)[0])

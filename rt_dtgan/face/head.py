@@ -27,7 +27,7 @@ from rt_dtgan.config import MESH_POINTS, POSE_MODES, POSE_STRENGTH_LIMITS
 from rt_dtgan.face.align import pixel_centres
 from rt_dtgan.face.pose import HeadPose, canonical_face, head_pose, rotation_angles, rotation_from_angles
 from rt_dtgan.face.smoothing import OneEuroConfig, OneEuroFilter
-from rt_dtgan.models.warp import evaluate_spline, fit_spline
+from rt_dtgan.models.warp import HEAD_LEAST_JACOBIAN, evaluate_spline, fit_spline, unfold
 
 # The head's pivot in the canonical face's eye units: between the ears, behind the face.
 PIVOT = np.array([0.0, 0.6, 0.9])
@@ -56,10 +56,6 @@ SHELL_DEPTH = 0.3
 DEPTH_STRIDE = 4
 HEAD_GRID = 48
 INVERSION_STEPS = 4
-# Where the head's map would crush an area below MIN_JACOBIAN of itself (or fold it), it is
-# smoothed, at most UNFOLD_STEPS times.
-MIN_JACOBIAN = 0.2
-UNFOLD_STEPS = 12
 # Past the knee an angle (degrees: yaw, pitch, roll) bends smoothly toward the cap.
 ANGLE_KNEES = np.array([30.0, 20.0, 30.0])
 ANGLE_CAPS = np.array([40.0, 28.0, 40.0])
@@ -209,7 +205,9 @@ class HeadRig:
         height, width = self.rows.stop - self.rows.start, self.columns.stop - self.columns.start
         # The grid's points sit at cell centres of the box, as cv2.resize's samples do; the
         # displacement is what is upsampled, so that it stays 0 out to the box's edge.
-        moved_by = cv2.resize(unfold(sources - self.points, cell / HEAD_GRID), (width, height), interpolation=cv2.INTER_LINEAR)
+        step = tuple(cell / HEAD_GRID)
+        unfolded = unfold(torch.from_numpy(sources - self.points).unsqueeze(0), step, HEAD_LEAST_JACOBIAN)[0].numpy()
+        moved_by = cv2.resize(unfolded.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
         return HeadSampling(self.rows, self.columns, moved_by + self._pixel_centres(height, width))
 
     def _weight(self, motion_of: np.ndarray) -> np.ndarray:
@@ -230,33 +228,6 @@ def smoothstep(values: np.ndarray) -> np.ndarray:
     """0 at or below 0, 1 at or above 1, smooth between (3t^2 - 2t^3)."""
     clipped = np.clip(values, 0.0, 1.0)
     return clipped * clipped * (3.0 - 2.0 * clipped)
-
-
-def unfold(moved_by: np.ndarray, step: np.ndarray) -> np.ndarray:
-    """(G, G, 2) how far each point of a grid (``step`` (2,) apart) samples from itself ->
-    the same, smoothed where the map folds or crushes (its Jacobian under MIN_JACOBIAN): a
-    far cheek or a nose side that a turn would hide is squeezed instead of drawn twice."""
-    moved_by = moved_by.astype(np.float32)
-    for _ in range(UNFOLD_STEPS):
-        positions = moved_by + np.stack(np.meshgrid(*(np.arange(len(moved_by)) * size for size in step)), axis=-1)
-        crushed = cell_jacobian(positions) / (step[0] * step[1]) < MIN_JACOBIAN
-        if not crushed.any():
-            break
-        around = np.zeros(moved_by.shape[:2], np.uint8)
-        for dy in (0, 1):
-            for dx in (0, 1):
-                around[dy : dy + crushed.shape[0], dx : dx + crushed.shape[1]] |= crushed
-        # Feathered, so that the smoothed patch leaves no edge of its own.
-        share = cv2.GaussianBlur(cv2.dilate(around, np.ones((3, 3), np.uint8)).astype(np.float32), (5, 5), 0)[..., None]
-        smoothed = cv2.GaussianBlur(moved_by, (5, 5), 0, borderType=cv2.BORDER_REPLICATE)
-        moved_by += share * (smoothed - moved_by)
-    return moved_by
-
-
-def cell_jacobian(positions: np.ndarray) -> np.ndarray:
-    """(h, w, 2) positions on a grid -> (h - 1, w - 1) the determinant of their derivative per cell."""
-    along_x, along_y = np.diff(positions, axis=1)[:-1], np.diff(positions, axis=0)[:, :-1]
-    return along_x[..., 0] * along_y[..., 1] - along_x[..., 1] * along_y[..., 0]
 
 
 def _depth(points: np.ndarray, to_image, grid: np.ndarray) -> np.ndarray:

@@ -41,6 +41,15 @@ FACING_POINTS = (
     (159, 145), (158, 153), (157, 154), (160, 144), (161, 163),
     (386, 374), (385, 380), (384, 381), (387, 373), (388, 390),
 )
+# Each eye's lower brow points over the upper lid points under them, and the upper brow
+# points above them: a brow pulled down (a frown, a blink) comes down at most BROW_KEEP of its
+# height over the lid in the portrait; where it would come lower, the brow (both rows) stops
+# there, so that it never melts into a closing eye.
+BROW_OVER_LID = (
+    (46, 246, 70), (53, 161, 63), (52, 159, 105), (65, 158, 66), (55, 173, 107),
+    (276, 466, 300), (283, 388, 293), (282, 386, 334), (295, 385, 296), (285, 398, 336),
+)
+BROW_KEEP = 0.5
 # Lid motion is scaled by the portrait's lid gap over the driver's, within these bounds: a
 # driver's blink closes a narrower eye without pushing its lids past each other.
 LID_GAIN_LIMITS = (0.3, 3.0)
@@ -113,6 +122,13 @@ def fit_spline(anchors: Tensor, values: Tensor) -> Tensor:
     return torch.linalg.solve(system, right_side)
 
 
+# Where a warp's map would fold or crush an area below these shares of itself, it is smoothed
+# (unfold), at most UNFOLD_STEPS times: the expression's spline (an opening mouth legitimately
+# stretches the lips' line across the opening, which the refiner paints) and the head's turn.
+EXPRESSION_LEAST_JACOBIAN = 0.05
+HEAD_LEAST_JACOBIAN = 0.2
+UNFOLD_STEPS = 12
+
 # Points per block when evaluating a spline: a block's kernel stays in the CPU's cache
 # (measured: 4096 points at once took 30 times as long as 1024).
 EVALUATION_BLOCK = 1024
@@ -127,6 +143,43 @@ def evaluate_spline(anchors: Tensor, coefficients: Tensor, points: Tensor) -> Te
         affine = torch.cat([block.new_ones(*block.shape[:2], 1), block], dim=-1)
         values.append(kernel @ coefficients[:, :count] + affine @ coefficients[:, count:])
     return torch.cat(values, dim=1)
+
+
+def cell_determinant(moved_by: Tensor, step: tuple[float, float]) -> Tensor:
+    """(B, G, G, 2) how far each point of a grid of cells ``step`` (x, y) apart samples from
+    itself -> (B, G - 1, G - 1) the Jacobian determinant of the sampling map per cell, over the
+    cell's own area (1: the area kept; toward 0: stretched; 0 or less: folded)."""
+    along_x = moved_by[:, :-1, 1:] - moved_by[:, :-1, :-1]
+    along_y = moved_by[:, 1:, :-1] - moved_by[:, :-1, :-1]
+    (step_x, step_y) = step
+    determinant = (step_x + along_x[..., 0]) * (step_y + along_y[..., 1]) - along_x[..., 1] * along_y[..., 0]
+    return determinant / (step_x * step_y)
+
+
+def _blurred(values: Tensor) -> Tensor:
+    """(B, C, H, W) -> the same under a 5 x 5 Gaussian (sigma 1.1), edges repeated."""
+    taps = torch.exp(-((torch.arange(5, dtype=values.dtype, device=values.device) - 2.0) ** 2) / (2 * 1.1**2))
+    kernel = torch.outer(taps, taps) / taps.sum() ** 2
+    channels = values.shape[1]
+    padded = functional.pad(values, (2, 2, 2, 2), mode="replicate")
+    return functional.conv2d(padded, kernel.expand(channels, 1, 5, 5), groups=channels)
+
+
+def unfold(moved_by: Tensor, step: tuple[float, float], least: float) -> Tensor:
+    """(B, G, G, 2) how far each point of a grid samples from itself -> the same, smoothed
+    (feathered) around every cell whose determinant (cell_determinant) is under ``least``, at
+    most UNFOLD_STEPS times: what a warp would fold over itself (the map showing a part twice,
+    mirrored: lids that close past a brow's pull, a far cheek a turn would hide) is squeezed
+    instead. Where nothing is under ``least`` the grid comes back as it is."""
+    for _ in range(UNFOLD_STEPS):
+        folded = cell_determinant(moved_by, step) < least
+        if not folded.any():
+            break
+        around = functional.max_pool2d(folded.to(moved_by.dtype).unsqueeze(1), 2, stride=1, padding=1)
+        share = _blurred(functional.max_pool2d(around, 3, stride=1, padding=1))
+        field = moved_by.permute(0, 3, 1, 2)
+        moved_by = (field + share * (_blurred(field) - field)).permute(0, 2, 3, 1)
+    return moved_by
 
 
 def grid_centres(side: int, size: int, dtype: torch.dtype = torch.float64) -> Tensor:
@@ -153,6 +206,8 @@ class KeypointWarp(nn.Module):
         self.register_buffer("lips_index", torch.tensor([MOVING_POINTS.index(point) for point in LIPS_INNER]), persistent=False)
         facing = [(MOVING_POINTS.index(upper), MOVING_POINTS.index(lower)) for upper, lower in FACING_POINTS]
         self.register_buffer("facing_index", torch.tensor(facing), persistent=False)
+        brows = [[MOVING_POINTS.index(point) for point in triple] for triple in BROW_OVER_LID]
+        self.register_buffer("brow_index", torch.tensor(brows), persistent=False)
 
     @property
     def keypoints(self) -> int:
@@ -181,8 +236,10 @@ class KeypointWarp(nn.Module):
         sources = torch.cat([moving, held], dim=1) * scale
         coefficients = fit_spline(anchors, sources - anchors)
         centres = grid_centres(self.grid_side, self.size).expand(batch, -1, -1) * scale
-        positions = centres + evaluate_spline(anchors, coefficients, centres)
-        return (positions / scale).float().unflatten(1, (self.grid_side, self.grid_side))
+        moved_by = (evaluate_spline(anchors, coefficients, centres) / scale).unflatten(1, (self.grid_side, self.grid_side))
+        step = self.size / self.grid_side
+        moved_by = unfold(moved_by, (step, step), EXPRESSION_LEAST_JACOBIAN)
+        return (centres / scale).unflatten(1, (self.grid_side, self.grid_side)).add(moved_by).float()
 
     def moved_keypoints(self, portrait_mesh: Tensor, offsets: Tensor) -> Tensor:
         """portrait_mesh (B, 468, 2), offsets (B, K, 2) in eye units -> where the keypoints
@@ -205,7 +262,8 @@ class KeypointWarp(nn.Module):
     def uncross(self, moved: Tensor, original: Tensor) -> Tensor:
         """moved keypoints (B, K, 2) in crop pixels, and where they were -> the same, where an
         upper lip or lid point went further below its lower one than it was (or below it at
-        all) is moved with it to their midpoint (along the crop's y)."""
+        all) is moved with it to their midpoint (along the crop's y), and a brow that came
+        down closer to its lid than BROW_KEEP of their height is held there (BROW_OVER_LID)."""
         upper, lower = self.facing_index[:, 0], self.facing_index[:, 1]
         upper_y, lower_y = moved[:, upper, 1], moved[:, lower, 1]
         middle = (upper_y + lower_y) / 2
@@ -214,6 +272,12 @@ class KeypointWarp(nn.Module):
         moved = moved.clone()
         moved[:, upper, 1] = torch.where(crossed, middle, upper_y)
         moved[:, lower, 1] = torch.where(crossed, middle, lower_y)
+        brow, lid, above = self.brow_index[:, 0], self.brow_index[:, 1], self.brow_index[:, 2]
+        lowest = original[:, lid, 1] - BROW_KEEP * (original[:, lid, 1] - original[:, brow, 1]).clamp_min(0.0)
+        lowest = torch.maximum(lowest, original[:, brow, 1])  # never lower than it was: no motion, no push
+        push = (moved[:, brow, 1] - lowest).clamp_min(0.0)
+        moved[:, brow, 1] -= push
+        moved[:, above, 1] -= push
         return moved
 
     def warp_crop(self, portrait: Tensor, grid: Tensor) -> tuple[Tensor, Tensor]:

@@ -7,13 +7,19 @@ through any method that turns (clip, portrait) into an output video.
 Methods: ``warp`` is tools/landmark_warp.py (training-free landmark + thin-plate-spline warp);
 ``model`` runs `rt-dtgan transfer --source CLIP --target PORTRAIT --out OUT.mp4 [--checkpoint
 CKPT]` in a subprocess, so any model kind that command runs is measured unchanged. Pairs
-name files under --data (default ../shared/data/real), e.g. grid/bbaf2n.mpg:targets/lp_s1.jpg.
+name files under --data (default ../shared/data/real), e.g. grid/bbaf2n.mpg:targets/lp_s1.jpg;
+CLIP@SECONDS starts the clip there (cut once, re-encoded), as a driver who starts mid-sentence.
 
 Figures, measured with MediaPipe FaceMesh (video mode; one tracker on the driver, one on the
 output), over the frames where both have a face:
 - mouth r: Pearson r of the mouth opening (inner-lip gap / eye distance), driver vs output;
   range ratio: the output's p95 - p5 of it over the driver's;
 - eye r: Pearson r of the eye opening (eyelid gap / eye width, both eyes);
+- the head: its rotation fitted to the 3D mesh (rt_dtgan.face.pose) relative to the video's
+  first measured frame, as yaw, pitch and roll: r with the driver and the output's range
+  over the driver's; head position r (x and y of the eye midpoint in the image);
+- brow r: the brows' height above the eyes in the frontal mesh (pose taken out); gaze r:
+  the irises' place between the eye corners (x), both eyes;
 - found %: output frames with a face;
 - sharpness: variance of the Laplacian (grayscale) inside the portrait's landmark box, mean
   over output frames, over the same for the portrait after the same codec trip (the portrait
@@ -41,21 +47,30 @@ import numpy as np
 
 from rt_dtgan.face.images import load_image
 from rt_dtgan.face.landmarks import FaceLandmarks, FaceMeshDetector
+from rt_dtgan.face.pose import head_pose, rotation_angles
 from rt_dtgan.media import Frame, open_sink, open_source
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
-# Different people in every pair; every driving clip, three GRID speakers, every portrait.
+# Different people in every pair; every driving clip, three GRID speakers, every portrait;
+# drivers who turn, nod and tilt (lp_d3, lp_d11) and who start mid-sentence (lp_d11 at 6.6 s,
+# bbaf2n at 1.44 s, and lbax4n and swiz3n, whose first frames already show the mouth open).
 DEFAULT_PAIRS = (
     "driving/lp_d3.mp4:targets/av_obama.jpg",
     "driving/lp_d11.mp4:targets/av_einstein.jpg",
+    "driving/lp_d11.mp4@6.6:targets/st_people_0.png",
     "driving/lp_d18.mp4:targets/st_people_0.png",
     "driving/lp_d19.mp4:targets/tpsmm_source.png",
     "driving/tpsmm_driving.mp4:targets/lp_s1.jpg",
-    "grid/bbaf2n.mpg:targets/st_happy1.png",
+    "grid/bbaf2n.mpg@1.44:targets/st_happy1.png",
     "grid/lbax4n.mpg:targets/lp_s1.jpg",
     "grid/swiz3n.mpg:targets/av_obama.jpg",
 )
 METHODS = ("warp", "model")
+# FaceMesh's brows (both) and the eye points under them; the irises' centres with each eye's
+# (outer, inner) corners.
+BROW_POINTS = (70, 63, 105, 66, 107, 300, 293, 334, 296, 336)
+EYES_BELOW_BROWS = (33, 133, 362, 263, 159, 386)
+IRISES = ((468, (33, 133)), (473, (263, 362)))
 STILL_FRAMES = 60
 TRIP_FRAMES = 10
 MODEL_TIMEOUT_S = 1800
@@ -64,6 +79,16 @@ COLUMNS = (  # (JSON key, table heading, format)
     ("mouth_r", "mouth r", "{:+.2f}"),
     ("mouth_range_ratio", "range", "{:.2f}"),
     ("eye_r", "eye r", "{:+.2f}"),
+    ("brow_r", "brow r", "{:+.2f}"),
+    ("gaze_r", "gaze r", "{:+.2f}"),
+    ("yaw_r", "yaw r", "{:+.2f}"),
+    ("yaw_range_ratio", "yaw rng", "{:.2f}"),
+    ("pitch_r", "pitch r", "{:+.2f}"),
+    ("pitch_range_ratio", "pitch rng", "{:.2f}"),
+    ("roll_r", "roll r", "{:+.2f}"),
+    ("roll_range_ratio", "roll rng", "{:.2f}"),
+    ("x_r", "x r", "{:+.2f}"),
+    ("y_r", "y r", "{:+.2f}"),
     ("sharpness_ratio", "sharp", "{:.2f}"),
     ("found_percent", "found%", "{:.0f}"),
     ("still_min_psnr_db", "still min dB", "{:.1f}"),
@@ -78,10 +103,12 @@ class MethodFailed(Exception):
 class Pair:
     clip: Path
     portrait: Path
+    start_s: float = 0.0
 
     @property
     def name(self) -> str:
-        return f"{self.clip.stem}>{self.portrait.stem}"
+        start = f"@{self.start_s:g}" if self.start_s else ""
+        return f"{self.clip.stem}{start}>{self.portrait.stem}"
 
 
 def parse_args() -> argparse.Namespace:
@@ -102,9 +129,13 @@ def parse_pairs(text: str, data: Path) -> list[Pair]:
     pairs = []
     for item in filter(None, (part.strip() for part in text.split(","))):
         clip, _, portrait = item.partition(":")
+        clip, _, start = clip.partition("@")
         if not clip or not portrait:
-            sys.exit(f"pair {item!r} is not CLIP:PORTRAIT (files relative to {data}).")
-        pair = Pair(data / clip, data / portrait)
+            sys.exit(f"pair {item!r} is not CLIP[@SECONDS]:PORTRAIT (files relative to {data}).")
+        try:
+            pair = Pair(data / clip, data / portrait, float(start or 0.0))
+        except ValueError:
+            sys.exit(f"pair {item!r}: {start!r} is not a start in seconds.")
         for path in (pair.clip, pair.portrait):
             if not path.is_file():
                 sys.exit(f"pair {item!r}: there is no file {path}.")
@@ -200,8 +231,26 @@ def spread(values: np.ndarray) -> float:
     return float(np.percentile(values, 95) - np.percentile(values, 5))
 
 
+def face_measures(landmarks: FaceLandmarks) -> tuple[np.ndarray, list[float]]:
+    """One face -> (its head rotation (3, 3), [mouth, eye, brow, gaze, x, y]): the mouth and eye
+    openings, the brows' height over the eyes in the frontal mesh, the irises' place between
+    the eye corners (0 at the outer corner, 1 at the inner; both eyes' mean), the eye midpoint."""
+    pose = head_pose(landmarks.points)
+    frontal = pose.frontal(landmarks.points[:, :3])
+    brow = float(frontal[list(EYES_BELOW_BROWS), 1].mean() - frontal[list(BROW_POINTS), 1].mean())
+    xy = landmarks.points[:, :2]
+    gaze = float(np.mean([place_between(xy[iris], xy[outer], xy[inner]) for iris, (outer, inner) in IRISES])) if len(xy) > 468 else 0.0
+    return pose.rotation, [landmarks.mouth_opening, landmarks.eye_opening, brow, gaze, *pose.offset[:2]]
+
+
+def place_between(point: np.ndarray, start: np.ndarray, end: np.ndarray) -> float:
+    """Where ``point`` projects on the segment start -> end (0 at start, 1 at end)."""
+    along = end - start
+    return float((point - start) @ along / (along @ along))
+
+
 def motion_figures(clip: Path, outputs: list[np.ndarray]) -> dict:
-    """Mouth and eye openings of driver and output frames, paired in order -> r, ranges, found %."""
+    """Face and head measures of driver and output frames, paired in order -> r, ranges, found %."""
     driver, output, found = [], [], 0
     with FaceMeshDetector(video_mode=True) as on_driver, FaceMeshDetector(video_mode=True) as on_output:
         with open_source(str(clip), pace=False) as source:
@@ -209,21 +258,41 @@ def motion_figures(clip: Path, outputs: list[np.ndarray]) -> dict:
                 seen_driver, seen_output = on_driver.detect(frame.image), on_output.detect(image)
                 found += seen_output is not None
                 if seen_driver is not None and seen_output is not None:
-                    driver.append((seen_driver.mouth_opening, seen_driver.eye_opening))
-                    output.append((seen_output.mouth_opening, seen_output.eye_opening))
+                    driver.append(face_measures(seen_driver))
+                    output.append(face_measures(seen_output))
     figures = {"frames": len(outputs), "frames_measured": len(driver), "found_percent": 100 * found / max(len(outputs), 1)}
     if len(driver) < 3:
         return figures
-    driver, output = np.asarray(driver), np.asarray(output)
-    driver_range = spread(driver[:, 0])
+    (driver_turns, driver), (output_turns, output) = (series(measured) for measured in (driver, output))
     figures.update(
         mouth_r=pearson(driver[:, 0], output[:, 0]),
-        mouth_range_ratio=spread(output[:, 0]) / driver_range if driver_range > 0 else None,
+        mouth_range_ratio=range_ratio(driver[:, 0], output[:, 0]),
         eye_r=pearson(driver[:, 1], output[:, 1]),
+        brow_r=pearson(driver[:, 2], output[:, 2]),
+        gaze_r=pearson(driver[:, 3], output[:, 3]),
+        x_r=pearson(driver[:, 4], output[:, 4]),
+        y_r=pearson(driver[:, 5], output[:, 5]),
         mouth_range_driver=[float(np.percentile(driver[:, 0], p)) for p in (5, 95)],
         mouth_range_output=[float(np.percentile(output[:, 0], p)) for p in (5, 95)],
     )
+    for axis, name in enumerate(("yaw", "pitch", "roll")):
+        figures[f"{name}_r"] = pearson(driver_turns[:, axis], output_turns[:, axis])
+        figures[f"{name}_range_ratio"] = range_ratio(driver_turns[:, axis], output_turns[:, axis])
+        figures[f"{name}_range_driver_degrees"] = spread(driver_turns[:, axis])
     return figures
+
+
+def series(measured: list[tuple[np.ndarray, list[float]]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame face_measures -> ((T, 3) yaw, pitch, roll in degrees relative to the first frame, (T, 6) the rest)."""
+    rotations = np.stack([rotation for rotation, _ in measured])
+    turns = np.degrees(rotation_angles(rotations @ rotations[0].T))
+    return turns, np.asarray([values for _, values in measured])
+
+
+def range_ratio(driver: np.ndarray, output: np.ndarray) -> float | None:
+    """The output's spread over the driver's, None when the driver's is 0."""
+    driver_range = spread(driver)
+    return spread(output) / driver_range if driver_range > 0 else None
 
 
 def still_figures(outputs: list[np.ndarray], reference: np.ndarray, box: tuple[int, int, int, int]) -> dict:
@@ -264,8 +333,26 @@ def clip_fps(clip: Path) -> float:
         return float(source.fps)
 
 
+def cut_clip(clip: Path, start_s: float, folder: Path) -> Path:
+    """The clip from ``start_s`` seconds on, written once to ``folder`` -> its path (the clip itself when 0)."""
+    if not start_s:
+        return clip
+    path = folder / f"{clip.stem}-from-{start_s:g}s.mp4"
+    with open_source(str(clip), pace=False) as source:
+        frames = [frame.image for frame in source if frame.pts_s >= start_s - 1e-6]
+        fps = float(source.fps)
+    if len(frames) < 3:
+        raise MethodFailed(f"{clip.name} has fewer than 3 frames after {start_s:g} s")
+    height, width = frames[0].shape[:2]
+    with open_sink(str(path), width, height, fps) as sink:
+        for index, image in enumerate(frames):
+            sink.write(Frame(image=image, index=index, capture_ns=0, pts_s=index / fps))
+    return path
+
+
 def evaluate(pair: Pair, method: str, checkpoint: str | None, work: Path) -> dict:
     """All figures of one pair and method; raises MethodFailed."""
+    pair = Pair(cut_clip(pair.clip, pair.start_s, work), pair.portrait)
     reference = portrait_reference(pair.portrait, clip_fps(pair.clip), work)
     size = (reference.image.shape[1], reference.image.shape[0])
     started = time.perf_counter()
@@ -304,11 +391,12 @@ def table_cells(label: str, method: str, figures: dict) -> list[str]:
     return [label, method] + [cell(figures.get(key), form) for key, _, form in COLUMNS]
 
 
-def print_table(rows: list[dict], summary: dict) -> None:
-    """One line per pair and method (the COLUMNS figures, or the error), then the medians."""
+def print_table(rows: list[dict], summary: dict, worst_pairs: dict) -> None:
+    """One line per pair and method (the COLUMNS figures, or the error), then the medians and the worst pairs."""
     lines = [["pair", "method"] + [heading for _, heading, _ in COLUMNS]]
     lines += [table_cells(row["pair"], row["method"], row) for row in rows if "error" not in row]
     lines += [table_cells("median", method, figures) for method, figures in summary.items()]
+    lines += [table_cells("worst", method, figures) for method, figures in worst_pairs.items()]
     widths = [max(len(line[column]) for line in lines) for column in range(len(lines[0]))]
 
     def show(line: list[str]) -> None:
@@ -322,6 +410,8 @@ def print_table(rows: list[dict], summary: dict) -> None:
             show(table_cells(row["pair"], row["method"], row))
     for method, figures in summary.items():
         show(table_cells("median", method, figures))
+    for method, figures in worst_pairs.items():
+        show(table_cells("worst", method, figures))
 
 
 def medians(rows: list[dict], methods: list[str]) -> dict:
@@ -335,6 +425,27 @@ def medians(rows: list[dict], methods: list[str]) -> dict:
             values = [row[key] for row in ours if row.get(key) is not None]
             result[method][key] = float(np.median(values)) if values else None
     return result
+
+
+def worst(rows: list[dict], methods: list[str]) -> dict:
+    """{method: {figure: the worst pair's value}}: the lowest r, dB or sharpness, the range
+    ratio furthest from 1 (by its log), and {figure}_pair naming that pair."""
+    result = {}
+    for method in methods:
+        ours = [row for row in rows if row["method"] == method and "error" not in row]
+        result[method] = {}
+        for key, _, _ in COLUMNS:
+            measured = [row for row in ours if row.get(key) is not None and (not key.endswith("ratio") or row[key] > 0)]
+            if not measured:
+                continue
+            chosen = max(measured, key=lambda row, key=key: badness(key, row[key]))
+            result[method][key], result[method][f"{key}_pair"] = chosen[key], chosen["pair"]
+    return result
+
+
+def badness(key: str, value: float) -> float:
+    """How bad a figure is: a range ratio by its distance from 1 (log), anything else by its lowness."""
+    return abs(float(np.log(value))) if key.endswith("ratio") else -value
 
 
 def progress_line(index: int, total: int, row: dict, seconds: float) -> str:
@@ -377,19 +488,20 @@ def main() -> None:
     runs = [(pair, method) for pair in pairs for method in methods]
     for index, (pair, method) in enumerate(runs, 1):
         begun = time.perf_counter()
-        row = {"pair": pair.name, "method": method, "clip": pair.clip.name, "portrait": pair.portrait.name}
+        row = {"pair": pair.name, "method": method, "clip": pair.clip.name, "start_s": pair.start_s, "portrait": pair.portrait.name}
         row.update(run_one(pair, method, args.checkpoint, args.keep))
         rows.append(row)
         print(progress_line(index, len(runs), row, time.perf_counter() - begun), flush=True)
-    summary = medians(rows, methods)
+    summary, worst_pairs = medians(rows, methods), worst(rows, methods)
     print()
-    print_table(rows, summary)
+    print_table(rows, summary, worst_pairs)
     payload = {
         "command": " ".join(shlex.quote(part) for part in [Path(sys.executable).name, *sys.argv]),
         "versions": versions(),
         "checkpoint": args.checkpoint or "shipped default",
         "seconds": time.perf_counter() - started,
         "medians": summary,
+        "worst": worst_pairs,
         "pairs": rows,
     }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The recipe of the geometry model (A reads the face mesh, G warps the portrait; docs/geometry.md):
-#   1. prepare the real clips of ../shared/data/real (GRID speakers and the driving clips) with the live tracker;
+#   1. prepare the real clips of ../shared/data/real (GRID speakers and the driving clips) with the live tracker
+#      (A reads the frontal mesh: the head's pose taken out against rt_dtgan/assets/canonical_face.npy,
+#      which tools/canonical_face.py made once from the GRID clips and which is not remade here);
 #   2. train it: stage 1, A and F on keypoint motion; stage 2, G's refiner inside the opening mouth;
 #      stage 3, the refiner against a discriminator of mouth interiors (the paper's spatial term);
 #      five clips are held out (the drivers of three real pairs and two more) and scored at every checkpoint;
-#   3. measure it on real pairs of different people, beside the training-free warp (tools/real_pairs.py);
+#   3. measure it on real pairs of different people, beside the training-free warp (tools/real_pairs.py),
+#      and whether its warp ever folds (tools/warp_folds.py);
 #   4. what `rt-dtgan eval` scores it with: its ablation (the same recipe, F driven by H instead of z_d) and
 #      a judge (an expression recogniser on pixels, trained apart on synthetic onsets, then fine-tuned on
 #      eye-aligned ones as the evaluation renders them), both shipped in float16; then the evaluation.
@@ -32,12 +35,13 @@ for run in model model-ablation; do
 done
 python tools/real_pairs.py --methods warp,model --checkpoint "$RUNS/model/model.safetensors" \
     --json "$RUNS/real-pairs.json"
+python tools/warp_folds.py --checkpoint "$RUNS/model/model.safetensors" --json "$RUNS/warp-folds.json"
 rt-dtgan train encoder --run-dir "$RUNS/judge" --size 128 --min-length 6 --max-length 14 --batch-size 8 \
     --steps "$JUDGE_STEPS" --checkpoint-every 50 --seed 1
 rt-dtgan train encoder --run-dir "$RUNS/judge-aligned" --init "$RUNS/judge/encoder.safetensors" --size 128 \
     --min-length 6 --max-length 16 --batch-size 8 --head-pose aligned --sensor-noise per-sequence \
     --steps "$JUDGE_ALIGNED_STEPS" --checkpoint-every 50 --seed 1
-python tools/ship_referees.py --judge "$RUNS/judge-aligned/encoder.safetensors" \
+python tools/ship_geometry.py --model "$RUNS/model/model.safetensors" --judge "$RUNS/judge-aligned/encoder.safetensors" \
     --ablation "$RUNS/model-ablation/model.safetensors" --out rt_dtgan/assets
 rt-dtgan eval --checkpoint "$RUNS/model/model.safetensors" --synthetic --identities 60 \
     --ablation rt_dtgan/assets/geometry-128-ablation.safetensors --json "$RUNS/eval.json"

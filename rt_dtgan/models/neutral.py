@@ -5,11 +5,12 @@ starts mid-sentence has an open mouth in y0: closing it then reads as a closing 
 large as that opening, which a portrait with a closed mouth cannot make: its lips fold over
 each other and the chin and jaw pull up after them (measured on a held-out pair: mouth r
 -0.66, the face melted). ``MouthNeutral`` keeps, per stream, the frame whose inner lips were
-the most closed since the anchor (the mouth's neutral), and corrects F's motion by as much of
-the anchor's offset from that neutral (at the lips and the jaw) as keeps the portrait's inner
-lips from passing closed: all of it for a closed-mouthed portrait when the driver's mouth is
-closed, none while the portrait's own gap can take the closing (an open-mouthed portrait
-still closes with the driver). A driver who starts with the mouth closed never needs it.
+the most closed since the anchor (the mouth's neutral) and adds the anchor's offset from it
+(at the lips and the jaw) to F's motion: the mouth then moves from the driver's neutral
+mouth, as the rest of the face moves from the anchor, and the portrait's own mouth (closed,
+or open in a smile) is what the driver's neutral mouth shows. The correction changes only
+when the driver's lips are at their most closed, where it moves the output by at most
+CLOSER_BY: nothing jumps. A driver who starts with the mouth closed never needs it.
 """
 
 from __future__ import annotations
@@ -35,31 +36,26 @@ def lip_gap(mesh: Tensor) -> Tensor:
 
 
 class MouthNeutral:
-    """One stream's mouth: its anchor's and its most closed frame's frontal meshes (1,
-    MESH_POINTS, 2), and ``portrait_gap``, the portrait's own inner-lip gap (eye units)."""
+    """One stream's mouth: its anchor's and its most closed frame's frontal meshes (1, MESH_POINTS, 2)."""
 
-    def __init__(self, anchor: Tensor, portrait_gap: float) -> None:
+    def __init__(self, anchor: Tensor) -> None:
         self.anchor = self.neutral = anchor
-        self.anchor_gap = self.neutral_gap = float(lip_gap(anchor)[0])
-        self.portrait_gap = max(portrait_gap, 0.0)
+        self.neutral_gap = float(lip_gap(anchor)[0])
+        self.correction = anchor.new_zeros(1, len(MOVING_POINTS), 2)
 
     def step(self, mesh: Tensor) -> Tensor:
         """This frame's frontal mesh (1, MESH_POINTS, 2) -> (1, K, 2) the correction to add to its offsets."""
         gap = float(lip_gap(mesh)[0])
         if gap < self.neutral_gap - CLOSER_BY:
             self.neutral, self.neutral_gap = mesh, gap
-        correction = mesh.new_zeros(1, len(MOVING_POINTS), 2)
-        span = self.anchor_gap - self.neutral_gap
-        past_closed = -(self.portrait_gap + gap - self.anchor_gap)
-        if span > 0 and past_closed > 0:
             mouth = [MOVING_POINTS[index] for index in MOUTH_KEYPOINTS]
-            share = min(past_closed / span, 1.0)
-            correction[:, list(MOUTH_KEYPOINTS)] = share * (self.anchor - self.neutral)[:, mouth]
-        return correction
+            self.correction = torch.zeros_like(self.correction)
+            self.correction[:, list(MOUTH_KEYPOINTS)] = (self.anchor - self.neutral)[:, mouth]
+        return self.correction
 
 
-def mouth_corrections(meshes: Tensor, portrait_gap: float) -> Tensor:
-    """(T, MESH_POINTS, 2) one stream's frontal meshes, the first its anchor, and the portrait's
-    inner-lip gap -> (T, K, 2) the correction of each frame's offsets (0 for the anchor)."""
-    neutral = MouthNeutral(meshes[:1], portrait_gap)
+def mouth_corrections(meshes: Tensor) -> Tensor:
+    """(T, MESH_POINTS, 2) one stream's frontal meshes, the first its anchor -> (T, K, 2) the
+    correction of each frame's offsets (0 for the anchor)."""
+    neutral = MouthNeutral(meshes[:1])
     return torch.cat([meshes.new_zeros(1, len(MOVING_POINTS), 2)] + [neutral.step(meshes[t : t + 1]) for t in range(1, len(meshes))])

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from rt_dtgan.config import MESH_POINTS
-from rt_dtgan.models.neutral import MouthNeutral, lip_gap
+from rt_dtgan.models.neutral import MouthNeutral
 from rt_dtgan.models.warp import lid_gain
 from rt_dtgan.runtime.backends import Backend, open_backend, run_in_chunks
 from rt_dtgan.runtime.graphs import graph_specs
@@ -207,7 +207,7 @@ class StreamEngine:
             stream.dynamics = dynamics
             if not self.contract.draws and self.config.reads_mesh:
                 stream.target["gain"] = lid_gain(stream.target["mesh"], anchor)
-                stream.mouth = MouthNeutral(anchor, float(lip_gap(stream.target["mesh"])[0]))
+                stream.mouth = MouthNeutral(anchor)
 
     def _calibrate(self, anchors: Tensor) -> list[dict[str, Tensor]]:
         out = run_in_chunks(self.backend, "calibrate", {"anchor": anchors})

@@ -15,7 +15,7 @@ from rt_dtgan.face.align import SimilarityTransform, eyes_to_crop_transform
 from rt_dtgan.face.geometry import eye_units
 from rt_dtgan.models.checkpoint import load_checkpoint, save_checkpoint
 from rt_dtgan.models.dynamics import windowed_offline
-from rt_dtgan.models.neutral import INNER_LIP_PAIRS, mouth_corrections
+from rt_dtgan.models.neutral import INNER_LIP_PAIRS, mouth_correction
 from rt_dtgan.models.warp import HELD_POINTS, MOVING_POINTS, KeypointWarp, lid_gain
 from rt_dtgan.runtime.backends import OnnxRuntimeBackend, TorchBackend
 from rt_dtgan.runtime.engine import Face, StreamEngine
@@ -151,7 +151,7 @@ def test_streamed_offsets_equal_the_offline_computation(window):
     lower, upper = ([pair[i] for pair in INNER_LIP_PAIRS] for i in (1, 0))
     portrait = meshes[0].copy()
     portrait[lower, 1] = portrait[upper, 1]  # a closed mouth
-    meshes[0, lower, 1] += 0.05  # the driver starts mid-sentence
+    meshes[0, lower, 1] = meshes[0, upper, 1] + 0.05  # the driver starts mid-sentence
     engine = StreamEngine(TorchBackend(model))
     stream = engine.open(Face(np.zeros((SIZE, SIZE, 3), np.uint8), portrait))
     motions = [engine.step(stream, Face(None, mesh)) for mesh in meshes]
@@ -166,9 +166,10 @@ def test_streamed_offsets_equal_the_offline_computation(window):
 
             z_d = dynamics_offline(model.encoder, video)[0]
         anchor, target = torch.from_numpy(meshes[:1]), torch.from_numpy(portrait[None])
-        corrections = mouth_corrections(torch.from_numpy(meshes))  # the mouth from its most closed frame
+        corrections = mouth_correction(anchor).expand(len(meshes), -1, -1).clone()  # the anchor's mouth closed
+        corrections[0] = 0.0  # the anchor's own frame shows the portrait as it is
         offline = ((model.embedder(z_d) + corrections) * lid_gain(target, anchor)).numpy()
-    assert np.abs(corrections.numpy()).max() > 0.01, "the mouth's neutral must move for the comparison to cover it"
+    assert np.abs(corrections.numpy()).max() > 0.01, "the anchor's open mouth must count for the comparison to cover it"
     assert np.abs(offline).max() > 0.01, "offsets must move for the comparison to mean anything"
     assert not streamed[0].any(), "z_d(0) = 0 must move nothing"
     np.testing.assert_allclose(streamed, offline, atol=1e-5)
@@ -298,23 +299,22 @@ def test_the_commands_take_the_shipped_names_and_say_what_a_geometry_model_canno
 
 
 def test_a_driver_who_starts_mid_sentence_never_closes_the_portraits_lips_past_closed():
-    """The anchor's mouth open, then closed: from then on the mouth is measured from the driver's
-    closed frame (its lips and jaw corrected by the anchor's offset from it), so that the
-    driver's closed mouth is the portrait's own; a still or closed-mouthed start changes
-    nothing, and a mouth wider than the neutral never becomes it."""
-    from rt_dtgan.models.neutral import MOUTH_KEYPOINTS, MouthNeutral
+    """The anchor's mouth open: its opening is added at the lower lips (and, by JAW_SHARE, the
+    jaw), so the driver's closing mouth closes the portrait's only as far as closed; a closed
+    anchor adds nothing, and nothing else moves."""
+    from rt_dtgan.models.neutral import JAW_SHARE, LOWER_LIPS, mouth_correction
+    from rt_dtgan.models.warp import JAW
 
     closed = torch.from_numpy(random_meshes(1, seed=3))
-    lower = [pair[1] for pair in INNER_LIP_PAIRS]
+    lower, upper = ([pair[i] for pair in INNER_LIP_PAIRS] for i in (1, 0))
+    closed[0, lower, 1] = closed[0, upper, 1]
+    assert not mouth_correction(closed).any()
     opened = closed.clone()
     opened[0, lower, 1] += 0.08
-    still = MouthNeutral(closed)
-    assert all(not still.step(mesh).any() for mesh in (closed, opened, closed + 0.004))
-    neutral = MouthNeutral(opened)
-    assert not neutral.step(opened + 0.003).any()
-    correction = neutral.step(closed)
-    expected = torch.zeros_like(correction)
-    expected[:, list(MOUTH_KEYPOINTS)] = (opened - closed)[:, [MOVING_POINTS[k] for k in MOUTH_KEYPOINTS]]
-    torch.testing.assert_close(correction, expected)
-    assert correction.abs().max() == pytest.approx(0.08, abs=1e-6)
-    torch.testing.assert_close(neutral.step(opened), expected)  # the neutral stays the closed frame
+    correction = mouth_correction(opened)[0]
+    lips, jaw = ([MOVING_POINTS.index(point) for point in points] for points in (LOWER_LIPS, JAW))
+    torch.testing.assert_close(correction[lips, 1], torch.full((len(lips),), 0.08))
+    torch.testing.assert_close(correction[jaw, 1], torch.full((len(jaw),), JAW_SHARE * 0.08))
+    others = torch.ones(len(MOVING_POINTS), dtype=torch.bool)
+    others[lips + jaw] = False
+    assert not correction[others].any() and not correction[:, 0].any()

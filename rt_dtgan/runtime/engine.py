@@ -12,9 +12,9 @@ Per frame only the frame crosses to the backend's device, as uint8 (a quarter of
 bytes), and the drawn crops come back in one copy: the per-target tensors and the state
 stay on the device.
 
-A warping G's stream also keeps its mouth's neutral (rt_dtgan.models.neutral): the most
-closed mouth seen since the anchor, so that a driver who starts mid-sentence never closes the
-portrait's lips past closed.
+A warping G's stream also keeps its anchor's mouth opening (rt_dtgan.models.neutral), added
+to its offsets, so that a driver who starts mid-sentence never closes the portrait's lips
+past closed.
 
 Faces come in as ``AlignedFace``: the aligned crop, and the face mesh in eye units; the
 model's encoder reads one of them. What comes out depends on the generator's kind: a crop
@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from rt_dtgan.config import MESH_POINTS
-from rt_dtgan.models.neutral import MouthNeutral
+from rt_dtgan.models.neutral import mouth_correction
 from rt_dtgan.models.warp import lid_gain
 from rt_dtgan.runtime.backends import Backend, open_backend, run_in_chunks
 from rt_dtgan.runtime.graphs import graph_specs
@@ -73,7 +73,7 @@ class _Stream:
     strength: float = 1.0
     dynamics: dict[str, Tensor] | None = field(default=None)
     frames: int = 0
-    mouth: MouthNeutral | None = None
+    mouth: Tensor | None = None
 
 
 class StreamEngine:
@@ -153,7 +153,7 @@ class StreamEngine:
                 outputs[i] = streams[i].neutral_output
         if stepping:
             for i, output in zip(stepping, self._step([streams[i] for i in stepping], [tensors[i] for i in stepping])):
-                outputs[i] = output if streams[i].mouth is None else output.float().cpu() + streams[i].mouth.step(tensors[i])
+                outputs[i] = output if streams[i].mouth is None else output.float().cpu() + streams[i].mouth
         for stream in streams:
             stream.frames += 1
         return self._generated(outputs, streams)
@@ -202,12 +202,12 @@ class StreamEngine:
     def _anchor(self, streams: list[_Stream], anchors: list[Tensor]) -> None:
         """Make ``anchors`` the streams' y0: their dynamics state and, for a warping G that
         reads meshes, how far the target's lids move per unit of the driver's (lid_gain) and
-        the mouth's neutral (the most closed mouth seen, MouthNeutral)."""
+        the anchor's mouth closed (mouth_correction)."""
         for stream, dynamics, anchor in zip(streams, self._calibrate(self._frames(anchors)), anchors):
             stream.dynamics = dynamics
             if not self.contract.draws and self.config.reads_mesh:
                 stream.target["gain"] = lid_gain(stream.target["mesh"], anchor)
-                stream.mouth = MouthNeutral(anchor)
+                stream.mouth = mouth_correction(anchor)
 
     def _calibrate(self, anchors: Tensor) -> list[dict[str, Tensor]]:
         out = run_in_chunks(self.backend, "calibrate", {"anchor": anchors})

@@ -127,7 +127,7 @@ def fit_spline(anchors: Tensor, values: Tensor) -> Tensor:
 # stretches the lips' line across the opening, which the refiner paints) and the head's turn.
 EXPRESSION_LEAST_JACOBIAN = 0.05
 HEAD_LEAST_JACOBIAN = 0.2
-UNFOLD_STEPS = 12
+UNFOLD_STEPS = 40
 
 # Points per block when evaluating a spline: a block's kernel stays in the CPU's cache
 # (measured: 4096 points at once took 30 times as long as 1024).

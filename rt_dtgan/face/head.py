@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -56,6 +57,7 @@ SHELL_DEPTH = 0.3
 DEPTH_STRIDE = 4
 HEAD_GRID = 48
 INVERSION_STEPS = 4
+MOVING_MARGIN = 3  # grid cells around those that move: the unfolding's blur reaches two
 # Past the knee an angle (degrees: yaw, pitch, roll) bends smoothly toward the cap.
 ANGLE_KNEES = np.array([30.0, 20.0, 30.0])
 ANGLE_CAPS = np.array([40.0, 28.0, 40.0])
@@ -188,27 +190,67 @@ class HeadRig:
         return cls(rows, columns, grid, depth, radius, to_image(PIVOT), pose.scale)
 
     def sampling(self, motion: RelativePose) -> HeadSampling:
-        """-> where each pixel of the box takes its colour from, for the head moved by ``motion``."""
+        """-> where each pixel of the part of the box that moves takes its colour from, for the
+        head moved by ``motion`` (pixels outside that part sample themselves)."""
         surface = np.concatenate([self.points, self.depth[..., None]], axis=-1)
         moved = self.pivot + motion.scale * (surface - self.pivot) @ motion.rotation.T + motion.shift * self.unit
         motion_of = moved[..., :2] - self.points
-        displacement = (self._weight(motion_of)[..., None] * motion_of).astype(np.float32)
+        weight = self._weight(motion_of)
+        displacement = (weight[..., None] * motion_of).astype(np.float32)
         # Backward: the source point s whose forward move lands on each grid point x solves
         # s = x - displacement(s); a few fixed-point steps (it converges where nothing folds).
-        box = np.array([self.columns.start, self.rows.start], dtype=np.float64)
-        cell = np.array([self.columns.stop, self.rows.stop], dtype=np.float64) - box
+        origin = np.array([self.columns.start, self.rows.start], dtype=np.float64)
+        size = np.array([self.columns.stop, self.rows.stop], dtype=np.float64) - origin
         sources = self.points.copy()
         for _ in range(INVERSION_STEPS):
-            index = ((sources - box) / cell * HEAD_GRID - 0.5).astype(np.float32)
+            index = ((sources - origin) / size * HEAD_GRID - 0.5).astype(np.float32)
             moved_by = cv2.remap(displacement, index[..., 0], index[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             sources = self.points - moved_by
-        height, width = self.rows.stop - self.rows.start, self.columns.stop - self.columns.start
-        # The grid's points sit at cell centres of the box, as cv2.resize's samples do; the
-        # displacement is what is upsampled, so that it stays 0 out to the box's edge.
-        step = tuple(cell / HEAD_GRID)
+        step = tuple(size / HEAD_GRID)
         unfolded = unfold(torch.from_numpy(sources - self.points).unsqueeze(0), step, HEAD_LEAST_JACOBIAN)[0].numpy()
-        moved_by = cv2.resize(unfolded.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
-        return HeadSampling(self.rows, self.columns, moved_by + self._pixel_centres(height, width))
+        rows, columns = self._moving_part(weight, size / HEAD_GRID)
+        # Upsampled from the grid's cell centres (the maps made once), the displacement stays 0
+        # out to the box's edge.
+        moved_by = cv2.remap(
+            unfolded.astype(np.float32), self._grid_x[rows, columns], self._grid_y[rows, columns], cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        moved_by += self._pixel_centres[rows, columns]
+        shift = (self.rows.start, self.columns.start)
+        return HeadSampling(
+            slice(rows.start + shift[0], rows.stop + shift[0]), slice(columns.start + shift[1], columns.stop + shift[1]),
+            moved_by, float(np.abs(unfolded).max()) + 1.0,
+        )
+
+    def _moving_part(self, weight: np.ndarray, cell: np.ndarray) -> tuple[slice, slice]:
+        """(rows, columns) of the box (relative) that the head's motion reaches: the grid's
+        cells of non-zero ``weight`` (G, G), widened by MOVING_MARGIN cells (what the unfolding
+        spreads), in pixels of ``cell`` (x, y) each."""
+        reached_rows, reached_columns = np.nonzero(weight.any(axis=1))[0], np.nonzero(weight.any(axis=0))[0]
+        height, width = self.rows.stop - self.rows.start, self.columns.stop - self.columns.start
+        if not len(reached_rows):
+            return slice(0, 0), slice(0, 0)
+        first = np.maximum([reached_rows[0], reached_columns[0]] - np.array(MOVING_MARGIN), 0)
+        last = np.minimum([reached_rows[-1], reached_columns[-1]] + np.array(MOVING_MARGIN) + 1, HEAD_GRID)
+        top, left = int(first[0] * cell[1]), int(first[1] * cell[0])
+        bottom, right = min(int(np.ceil(last[0] * cell[1])), height), min(int(np.ceil(last[1] * cell[0])), width)
+        return slice(top, bottom), slice(left, right)
+
+    @cached_property
+    def _grid_x(self) -> np.ndarray:
+        """(h, w) float32: each box pixel's column on the grid (cv2.remap's index of the cell centres)."""
+        width = self.columns.stop - self.columns.start
+        height = self.rows.stop - self.rows.start
+        columns = ((np.arange(width) + 0.5) * HEAD_GRID / width - 0.5).astype(np.float32)
+        return np.ascontiguousarray(np.broadcast_to(columns, (height, width)))
+
+    @cached_property
+    def _grid_y(self) -> np.ndarray:
+        """(h, w) float32: each box pixel's row on the grid."""
+        width = self.columns.stop - self.columns.start
+        height = self.rows.stop - self.rows.start
+        rows = ((np.arange(height) + 0.5) * HEAD_GRID / height - 0.5).astype(np.float32)
+        return np.ascontiguousarray(np.broadcast_to(rows[:, None], (height, width)))
 
     def _weight(self, motion_of: np.ndarray) -> np.ndarray:
         """(G, G, 2) each point's motion with the head -> (G, G) how much of it it takes: 1 inside
@@ -219,8 +261,10 @@ class HeadRig:
         band = np.clip(FOLD_MARGIN * largest / HEAD_RADII.min(), *FADE_BAND)
         return 1.0 - smoothstep((self.radius - 1.0) / band)
 
-    def _pixel_centres(self, height: int, width: int) -> np.ndarray:
-        """(height, width, 2) float32 continuous image coordinates of the box's pixel centres."""
+    @cached_property
+    def _pixel_centres(self) -> np.ndarray:
+        """(h, w, 2) float32 continuous image coordinates of the box's pixel centres, made once."""
+        height, width = self.rows.stop - self.rows.start, self.columns.stop - self.columns.start
         return (pixel_centres(height, width) + [self.columns.start, self.rows.start]).astype(np.float32)
 
 
@@ -260,11 +304,13 @@ def _spline_surface(anchors: np.ndarray, grid: np.ndarray, unit: float) -> np.nd
 class HeadSampling:
     """The head's motion over a box of the portrait: ``rows`` x ``columns``, and for each of
     its pixels the portrait position (x, y) it samples, ``positions`` (h, w, 2) float32 in
-    continuous image coordinates (a pixel's centre at +0.5)."""
+    continuous image coordinates (a pixel's centre at +0.5); ``reach``, how far (pixels) any
+    pixel samples from itself at most."""
 
     rows: slice
     columns: slice
     positions: np.ndarray
+    reach: float
 
 
 def pose_mapping(pose: HeadPose):

@@ -85,17 +85,39 @@ class WarpPlan:
         -> a new (H, W, 3) uint8 portrait."""
         field = None if grid is None else self._expression_field(grid)
         output = self.target.image.copy()
-        if head is None:
-            if field is not None:
-                output[self.rows, self.columns] = self._sample(field + self.box_indices, self.crop_x, self.crop_y, mask, colour)
+        if field is not None and not (head is not None and self._inside(head)):
+            output[self.rows, self.columns] = self._sample(field + self.box_indices, self.crop_x, self.crop_y, mask, colour)
+        if head is None or head.positions.size == 0:
             return output
+        # Only the head pixels that can sample the face's box see its field and the refiner's
+        # colours: the face's box widened by how far the head moves anything.
+        near = self._near_face(head)
+        positions = head.positions[near]
         indices = head.positions - 0.5
         if field is not None:
-            in_box = indices - np.array([self.columns.start, self.rows.start], dtype=np.float32)
-            indices = indices + cv2.remap(field, in_box[..., 0], in_box[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        crop = head.positions @ self.crop_matrix.T + self.crop_offset
-        output[head.rows, head.columns] = self._sample(indices, crop[..., 0], crop[..., 1], mask, colour)
+            in_box = positions - np.array([self.columns.start + 0.5, self.rows.start + 0.5], dtype=np.float32)
+            indices[near] += cv2.remap(field, in_box[..., 0], in_box[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        # Bicubic, as _sample; beyond the image's edge (a head cut by the frame, moving in) the image mirrored there.
+        warped = cv2.remap(self.target.image, indices, None, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
+        if mask is not None:
+            crop = cv2.transform(positions, np.hstack([self.crop_matrix, self.crop_offset[:, None]]))
+            self._paint(warped[near], np.ascontiguousarray(crop[..., 0]), np.ascontiguousarray(crop[..., 1]), mask, colour)
+        output[head.rows, head.columns] = warped
         return output
+
+    def _inside(self, head: HeadSampling) -> bool:
+        """Whether the face's box lies inside the part the head moves (drawn there anyway)."""
+        return (head.rows.start <= self.rows.start and self.rows.stop <= head.rows.stop
+                and head.columns.start <= self.columns.start and self.columns.stop <= head.columns.stop)  # fmt: skip
+
+    def _near_face(self, head: HeadSampling) -> tuple[slice, slice]:
+        """The part of the head's box (relative slices) whose pixels may sample the face's box."""
+        reach = int(np.ceil(head.reach))
+        top = max(self.rows.start - reach - head.rows.start, 0)
+        left = max(self.columns.start - reach - head.columns.start, 0)
+        bottom = max(min(self.rows.stop + reach - head.rows.start, head.rows.stop - head.rows.start), top)
+        right = max(min(self.columns.stop + reach - head.columns.start, head.columns.stop - head.columns.start), left)
+        return slice(top, bottom), slice(left, right)
 
     def _expression_field(self, grid: np.ndarray) -> np.ndarray:
         """grid (G, G, 2) -> (h, w, 2) float32 displacement in image pixels over the box."""
@@ -114,8 +136,7 @@ class WarpPlan:
         refiner's colours blended in where its mask asks, at crop indices ``crop_x``, ``crop_y`` (h, w)."""
         # Bicubic: the portrait keeps its detail (the landmark warp measured 0.4 to 0.6 of the
         # portrait's sharpness with bilinear sampling, 0.7 to 0.9 with bicubic).
-        # Beyond the image's edge (a head cut by the frame, moving in) the image mirrored there.
-        warped = cv2.remap(self.target.image, indices, None, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
+        warped = cv2.remap(self.target.image, indices, None, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
         if mask is not None:
             self._paint(warped, crop_x, crop_y, mask, colour)
         return warped

@@ -20,6 +20,11 @@ from rt_dtgan.models.warp import KeypointWarp
 from rt_dtgan.runtime.backends import run_in_chunks
 from rt_dtgan.runtime.pixels import to_images
 
+# The refiner paints an opening mouth of at least this many pixels of a 128 px crop (scaled
+# with the crop's area): a sliver between lips that barely part shows nothing new, and
+# skipping it spares the refiner and the painting on most frames of a closed mouth.
+MIN_MOUTH_AREA = 8.0
+
 
 @dataclass(frozen=True, eq=False)
 class KeypointMotion:
@@ -50,8 +55,8 @@ class WarpStage:
 
     def motions(self, offsets: Tensor, portraits: Tensor, meshes: Tensor) -> list[KeypointMotion]:
         """offsets (B, K, 2), portraits (B, 3, S, S) in [-1, 1], meshes (B, MESH_POINTS, 2) -> B
-        motions. The refiner runs only for streams whose mouth is open: elsewhere its mask is
-        0 by construction."""
+        motions. The refiner runs only for streams whose mouth is open (MIN_MOUTH_AREA):
+        elsewhere its mask is 0 by construction or nothing new would show."""
         offsets = offsets.float()
         motions = [KeypointMotion(row.numpy()) for row in offsets]
         moving = [i for i in range(len(offsets)) if offsets[i].any()]
@@ -62,7 +67,7 @@ class WarpStage:
         size = portraits.shape[-1]
         masks = np.zeros((len(moving), size, size), np.uint8)
         colours = np.zeros((len(moving), size, size, 3), np.uint8)
-        open_mouths = [j for j in range(len(moving)) if mouth[j].any()]
+        open_mouths = [j for j in range(len(moving)) if float(mouth[j].sum()) >= MIN_MOUTH_AREA * (size / 128) ** 2]
         if open_mouths:
             masks[open_mouths], colours[open_mouths] = self._refine(
                 portraits[[moving[j] for j in open_mouths]], grid[open_mouths], mouth[open_mouths]

@@ -11,8 +11,8 @@ crossing, a melted face), on the expression's spline grid over the face crop (``
 opening mouth stretches the lips' line across the opening, which the refiner paints) and on
 the head's sampling over its box (``head``, every 4th pixel). Reported per pair: the lowest
 of each over all frames and the frame it came from, and the frames with a fold anywhere.
-The picture shows, for the pair with the lowest face figure, that worst frame beside the
-pair's best (the driver above, the output below).
+The picture shows, for the pair with the lowest figure (face or head), that
+worst frame beside the pair's best (the driver above, the output below).
 """
 
 from __future__ import annotations
@@ -117,17 +117,17 @@ def main() -> None:
             print(f"[{index}] {pair.name}: face min {row['face_min']:.3f} (frame {row['face_min_frame']}), "
                   f"folded in {row['face_folded_frames']} of {len(face)} frames; head min {row['head_min']:.3f}, "
                   f"folded in {row['head_folded_frames']}", flush=True)
-            if worst is None or row["face_min"] < worst[0]["face_min"]:
-                worst = (row, measured)
+            lowest = np.minimum(face, head)
+            if worst is None or lowest.min() < worst[0]:
+                worst = (float(lowest.min()), int(lowest.argmin()), int(lowest.argmax()), row["pair"], measured)
     if args.picture and worst is not None:
-        row, measured = worst
-        best = int(measured["face"].argmax())
-        frames = (best, row["face_min_frame"])
+        _, worst_frame, best, pair_name, measured = worst
+        frames = (best, worst_frame)
         sheet = np.concatenate(
             [np.concatenate([tile(measured[kind][frame]) for frame in frames], axis=1) for kind in ("drivers", "outputs")]
         )
         write_png(Path(args.picture), sheet)
-        print(f"wrote {args.picture}: {row['pair']}, best frame {best} beside the worst {row['face_min_frame']}")
+        print(f"wrote {args.picture}: {pair_name}, best frame {best} beside the worst {worst_frame}")
     payload = {"command": " ".join(sys.argv), "checkpoint": str(path), "pose": args.pose, "pairs": rows}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")

@@ -149,11 +149,15 @@ def cell_determinant(moved_by: Tensor, step: tuple[float, float]) -> Tensor:
     """(B, G, G, 2) how far each point of a grid of cells ``step`` (x, y) apart samples from
     itself -> (B, G - 1, G - 1) the Jacobian determinant of the sampling map per cell, over the
     cell's own area (1: the area kept; toward 0: stretched; 0 or less: folded)."""
-    along_x = moved_by[:, :-1, 1:] - moved_by[:, :-1, :-1]
-    along_y = moved_by[:, 1:, :-1] - moved_by[:, :-1, :-1]
     (step_x, step_y) = step
-    determinant = (step_x + along_x[..., 0]) * (step_y + along_y[..., 1]) - along_x[..., 1] * along_y[..., 0]
-    return determinant / (step_x * step_y)
+    corners = []
+    for rows, columns in ((slice(None, -1), slice(None, -1)), (slice(1, None), slice(1, None))):
+        # At a cell's top-left corner, its top and left edges; at the bottom-right, its bottom
+        # and right ones: a cell folds where either of its two triangles turns over.
+        across = moved_by[:, rows, 1:] - moved_by[:, rows, :-1]
+        down = moved_by[:, 1:, columns] - moved_by[:, :-1, columns]
+        corners.append((step_x + across[..., 0]) * (step_y + down[..., 1]) - across[..., 1] * down[..., 0])
+    return torch.minimum(*corners) / (step_x * step_y)
 
 
 def _blurred(values: Tensor) -> Tensor:
@@ -167,15 +171,18 @@ def _blurred(values: Tensor) -> Tensor:
 
 def unfold(moved_by: Tensor, step: tuple[float, float], least: float) -> Tensor:
     """(B, G, G, 2) how far each point of a grid samples from itself -> the same, smoothed
-    (feathered) around every cell whose determinant (cell_determinant) is under ``least``, at
-    most UNFOLD_STEPS times: what a warp would fold over itself (the map showing a part twice,
+    (feathered, the more the further under) around every cell whose determinant
+    (cell_determinant) is under ``least``, at most UNFOLD_STEPS times: what a warp would fold over itself (the map showing a part twice,
     mirrored: lids that close past a brow's pull, a far cheek a turn would hide) is squeezed
     instead. Where nothing is under ``least`` the grid comes back as it is."""
     for _ in range(UNFOLD_STEPS):
-        folded = cell_determinant(moved_by, step) < least
-        if not folded.any():
+        determinant = cell_determinant(moved_by, step)
+        if not (determinant < least).any():
             break
-        around = functional.max_pool2d(folded.to(moved_by.dtype).unsqueeze(1), 2, stride=1, padding=1)
+        # How far under ``least`` (1 at a fold): a cell just under it is barely smoothed, so
+        # that the map changes continuously with the motion (two backends agree).
+        folded = ((least - determinant) / least).clamp(0.0, 1.0)
+        around = functional.max_pool2d(folded.unsqueeze(1), 2, stride=1, padding=1)
         share = _blurred(functional.max_pool2d(around, 3, stride=1, padding=1))
         field = moved_by.permute(0, 3, 1, 2)
         moved_by = (field + share * (_blurred(field) - field)).permute(0, 2, 3, 1)

@@ -252,7 +252,9 @@ def test_the_refiner_paints_only_inside_the_moved_inner_lips(portrait_target):
     closed = torch.zeros(1, len(MOVING_POINTS), 2)
     opened = closed.clone()
     opened[0, [MOVING_POINTS.index(p) for p in (14, 87, 317, 178, 402)], 1] = 0.3  # the lower inner lip drops
-    assert warp.mouth_opening(mesh, opened).sum() > 10 * warp.mouth_opening(mesh, closed).sum()
+    _, opening = warp.grid_and_mouth(mesh, opened)
+    _, shut = warp.grid_and_mouth(mesh, closed)
+    assert opening.sum() > 10 * shut.sum()
     mouth = torch.zeros(1, 1, SIZE, SIZE)
     mask, _ = model.generator.refiner(torch.rand(1, 3, SIZE, SIZE) * 2 - 1, torch.zeros(1, 2, SIZE, SIZE), mouth)
     assert not mask.any()

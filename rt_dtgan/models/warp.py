@@ -108,18 +108,17 @@ def fit_spline(anchors: Tensor, values: Tensor) -> Tensor:
     -> its coefficients (B, M + 3, C): M kernel weights, then the affine part (1, x, y).
     Coordinates should be of order 1 (crop sides)."""
     batch, count = anchors.shape[:2]
-    kernel = _spline_kernel(anchors, anchors) + SPLINE_RIDGE * torch.eye(count, dtype=anchors.dtype)
+    kernel = _spline_kernel(anchors, anchors) + SPLINE_RIDGE * torch.eye(count, dtype=anchors.dtype, device=anchors.device)
     affine = torch.cat([anchors.new_ones(batch, count, 1), anchors], dim=-1)
     system = torch.cat(
         [torch.cat([kernel, affine], dim=-1), torch.cat([affine.transpose(1, 2), anchors.new_zeros(batch, 3, 3)], dim=-1)],
         dim=1,
     )
     right_side = torch.cat([values, values.new_zeros(batch, 3, values.shape[-1])], dim=1)
-    if system.device.type == "cpu":
-        # One system at a time: MKL's batched solve on several threads fails for systems of
-        # 151 rows and more (pytorch/pytorch#142815); ours have M + 3, about 156.
-        return torch.stack([torch.linalg.solve(one_system, one_side) for one_system, one_side in zip(system, right_side)])
-    return torch.linalg.solve(system, right_side)
+    # One system at a time: MKL's batched solve on several threads fails for systems of 151
+    # rows and more (pytorch/pytorch#142815); ours have M + 3, about 156. (A batched solve on
+    # the GPU, where this bug is not, belongs to the work on scale, issue 26.)
+    return torch.stack([torch.linalg.solve(one_system, one_side) for one_system, one_side in zip(system, right_side)])
 
 
 # Where a warp's map would fold or crush an area below these shares of itself, it is smoothed
@@ -221,8 +220,8 @@ class KeypointWarp(nn.Module):
         return len(MOVING_POINTS)
 
     def grid_and_mouth(self, portrait_mesh: Tensor, offsets: Tensor) -> tuple[Tensor, Tensor]:
-        """``sampling_grid`` and ``mouth_opening`` of the same keypoint motion, the moved
-        keypoints computed once (the per-frame path)."""
+        """``sampling_grid`` and the mouth's opening (``_mouth``) of the same keypoint motion, the
+        moved keypoints computed once (the per-frame path)."""
         moved = self.moved_keypoints(portrait_mesh, offsets)
         return self._grid(portrait_mesh, moved), self._mouth(moved)
 
@@ -254,13 +253,9 @@ class KeypointWarp(nn.Module):
         moving = self.frame.to_pixels(portrait_mesh.double())[:, self.moving_index]
         return self.uncross(moving + self.frame.vectors_to_pixels(offsets.double()), moving)
 
-    def mouth_opening(self, portrait_mesh: Tensor, offsets: Tensor) -> Tensor:
-        """(B, 1, S, S) float32 in [0, 1]: the inside of the moved inner lips, edges softened
-        over a pixel; where the mouth shows what the portrait does not have."""
-        return self._mouth(self.moved_keypoints(portrait_mesh, offsets))
-
     def _mouth(self, moved: Tensor) -> Tensor:
-        """As ``mouth_opening``, from the ``moved_keypoints``."""
+        """The ``moved_keypoints`` -> (B, 1, S, S) float32 in [0, 1]: the inside of the moved
+        inner lips, edges softened over a pixel; where the mouth shows what the portrait does not have."""
         lips = moved[:, self.lips_index].float()
         centres = grid_centres(self.size, self.size, torch.float32)
         inside = polygon_inside(lips, centres).view(-1, 1, self.size, self.size)

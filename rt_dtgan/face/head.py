@@ -158,7 +158,7 @@ class HeadRig:
     down the neck and into the background, over a band as wide as the head's motion needs
     not to fold, 0 on the shoulders and the box's edge); ``pivot`` (3,) image pixels, ``unit``
     pixels per eye unit. Where the image's edge cuts the box, what moves in from beyond it is
-    the image mirrored at its edge (the renderer's)."""
+    the image's edge repeated (the renderer's)."""
 
     rows: slice
     columns: slice
@@ -289,7 +289,8 @@ def _depth(points: np.ndarray, to_image, grid: np.ndarray) -> np.ndarray:
     unit = float(np.linalg.norm(to_image([1.0, 0.0, 0.0]) - to_image([0.0, 0.0, 0.0])))
     whole = _spline_surface(np.concatenate([np.asarray(points)[:MESH_POINTS:DEPTH_STRIDE], outline]), grid, unit)
     smooth = _spline_surface(outline, grid, unit)
-    return smooth + RELIEF * (whole - smooth)
+    # Beyond its points a spline extrapolates; the head's depth stays within the points'.
+    return np.clip(smooth + RELIEF * (whole - smooth), outline[:, 2].min(), outline[:, 2].max())
 
 
 def _spline_surface(anchors: np.ndarray, grid: np.ndarray, unit: float) -> np.ndarray:

@@ -92,13 +92,20 @@ class WarpPlan:
         # Only the head pixels that can sample the face's box see its field and the refiner's
         # colours: the face's box widened by how far the head moves anything.
         near = self._near_face(head)
-        positions = head.positions[near]
+        positions = np.ascontiguousarray(head.positions[near])
         indices = head.positions - 0.5
         if field is not None:
             in_box = positions - np.array([self.columns.start + 0.5, self.rows.start + 0.5], dtype=np.float32)
             indices[near] += cv2.remap(field, in_box[..., 0], in_box[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        # Bicubic, as _sample; beyond the image's edge (a head cut by the frame, moving in) the image mirrored there.
-        warped = cv2.remap(self.target.image, indices, None, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
+        # Beyond the image's edge (a head cut by the frame, moving in), its edge repeated: mirrored,
+        # the hair above came back as a blob at the top.
+        # Bilinear over the part that moves (hair, ears, neck: about 5 times cheaper than
+        # bicubic here), bicubic over the face's box, as _sample, where the detail is.
+        warped = cv2.remap(self.target.image, indices, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        face = self._relative(self.rows, self.columns, head)
+        warped[face] = cv2.remap(
+            self.target.image, np.ascontiguousarray(indices[face]), None, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
+        )
         if mask is not None:
             crop = cv2.transform(positions, np.hstack([self.crop_matrix, self.crop_offset[:, None]]))
             self._paint(warped[near], np.ascontiguousarray(crop[..., 0]), np.ascontiguousarray(crop[..., 1]), mask, colour)
@@ -110,14 +117,20 @@ class WarpPlan:
         return (head.rows.start <= self.rows.start and self.rows.stop <= head.rows.stop
                 and head.columns.start <= self.columns.start and self.columns.stop <= head.columns.stop)  # fmt: skip
 
+    @staticmethod
+    def _relative(rows: slice, columns: slice, head: HeadSampling) -> tuple[slice, slice]:
+        """The part of ``rows`` x ``columns`` (image pixels) inside the head's box, in the box's own pixels."""
+        height, width = head.rows.stop - head.rows.start, head.columns.stop - head.columns.start
+        top, left = min(max(rows.start - head.rows.start, 0), height), min(max(columns.start - head.columns.start, 0), width)
+        bottom = min(max(rows.stop - head.rows.start, top), height)
+        right = min(max(columns.stop - head.columns.start, left), width)
+        return slice(top, bottom), slice(left, right)
+
     def _near_face(self, head: HeadSampling) -> tuple[slice, slice]:
         """The part of the head's box (relative slices) whose pixels may sample the face's box."""
         reach = int(np.ceil(head.reach))
-        top = max(self.rows.start - reach - head.rows.start, 0)
-        left = max(self.columns.start - reach - head.columns.start, 0)
-        bottom = max(min(self.rows.stop + reach - head.rows.start, head.rows.stop - head.rows.start), top)
-        right = max(min(self.columns.stop + reach - head.columns.start, head.columns.stop - head.columns.start), left)
-        return slice(top, bottom), slice(left, right)
+        rows = slice(self.rows.start - reach, self.rows.stop + reach)
+        return self._relative(rows, slice(self.columns.start - reach, self.columns.stop + reach), head)
 
     def _expression_field(self, grid: np.ndarray) -> np.ndarray:
         """grid (G, G, 2) -> (h, w, 2) float32 displacement in image pixels over the box."""

@@ -103,21 +103,21 @@ def number(low: float, high: float | None = None, *, above: bool = False) -> Cal
 
 def existing_file(text: str) -> str:
     """A file that exists."""
-    path = Path(_given(text, "a file")).expanduser()
-    if path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file")
-    if not path.is_file():
-        raise argparse.ArgumentTypeError(f"no such file: {text}")
-    return text
+    return _existing(text, "file", Path.is_file, "folder")
 
 
 def existing_folder(text: str) -> str:
     """A folder that exists."""
-    path = Path(_given(text, "a folder")).expanduser()
-    if path.is_file():
-        raise argparse.ArgumentTypeError(f"{text} is a file; give a folder")
-    if not path.is_dir():
-        raise argparse.ArgumentTypeError(f"no such folder: {text}")
+    return _existing(text, "folder", Path.is_dir, "file")
+
+
+def _existing(text: str, kind: str, is_kind, other: str) -> str:
+    """``text`` when it names an existing ``kind`` (``is_kind`` says), else a usage error."""
+    path = Path(_given(text, f"a {kind}")).expanduser()
+    if path.exists() and not is_kind(path):
+        raise argparse.ArgumentTypeError(f"{text} is a {other}; give a {kind}")
+    if not is_kind(path):
+        raise argparse.ArgumentTypeError(f"no such {kind}: {text}")
     return text
 
 

@@ -105,13 +105,8 @@ def pose_parameters(pose: HeadPose, anchor: HeadPose) -> np.ndarray:
     """-> (6,) yaw, pitch, roll (degrees) of ``pose`` relative to ``anchor`` (camera axes),
     the pivot's x and y shift in the anchor's eye units, and the log of the scale ratio."""
     angles = np.degrees(rotation_angles(pose.rotation @ anchor.rotation.T))
-    shift = (pivot_position(pose) - pivot_position(anchor))[:2] / anchor.scale
+    shift = (pose.to_image(PIVOT) - anchor.to_image(PIVOT))[:2] / anchor.scale
     return np.concatenate([angles, shift, [math.log(pose.scale / anchor.scale)]])
-
-
-def pivot_position(pose: HeadPose) -> np.ndarray:
-    """Where the head's pivot lies in the image (3,), in pixels."""
-    return pose.scale * pose.rotation @ PIVOT + pose.offset
 
 
 class HeadFollower:
@@ -138,8 +133,7 @@ class HeadFollower:
         if self._anchor is None:
             self._anchor = pose
         raw = pose_parameters(pose, self._anchor)
-        smoothed = self._smoother.filter(raw, timestamp) if self._smoother.last_timestamp != timestamp else raw
-        banded = soft_dead_band(smoothed * self.strength, DEAD_BAND)
+        banded = soft_dead_band(self._smoother.filter(raw, timestamp) * self.strength, DEAD_BAND)
         if np.all(np.abs(banded) < STILL_BELOW * DEAD_BAND):
             return None
         angles = np.radians(soft_limit(banded[:3]))
@@ -172,9 +166,8 @@ class HeadRig:
     def build(cls, points: np.ndarray, image_size: tuple[int, int]) -> HeadRig:
         """points (N >= 468, 3): the portrait's FaceMesh points in pixels; image_size (width, height)."""
         pose = head_pose(points)
-        to_image = pose_mapping(pose)
         width, height = image_size
-        corners = to_image(HEAD_CENTRE + np.array([[-1, -1, 0], [1, -1, 0], [-1, 1, 0], [1, 1, 0]]) * BOX_RADII)[:, :2]
+        corners = pose.to_image(HEAD_CENTRE + np.array([[-1, -1, 0], [1, -1, 0], [-1, 1, 0], [1, 1, 0]]) * BOX_RADII)[:, :2]
         low = np.floor(corners.min(axis=0)).astype(int).clip(0, [width, height])
         high = np.ceil(corners.max(axis=0)).astype(int).clip(0, [width, height])
         if np.any(high - low < 2):
@@ -182,12 +175,12 @@ class HeadRig:
         steps = [low[axis] + (np.arange(HEAD_GRID) + 0.5) * (high[axis] - low[axis]) / HEAD_GRID for axis in (0, 1)]
         grid = np.stack(np.meshgrid(*steps), axis=-1)
         canonical = pose.frontal(np.concatenate([grid, np.zeros((*grid.shape[:2], 1))], axis=-1))
-        depth = _depth(points, to_image, grid)
+        depth = _depth(points, pose, grid)
         rows, columns = slice(low[1], high[1]), slice(low[0], high[0])
         offset = canonical[..., :2] - HEAD_CENTRE[:2]
         radii = np.where(offset[..., 1:] > 0, [HEAD_RADII[0], HEAD_RADIUS_BELOW], HEAD_RADII)
         radius = np.linalg.norm(offset / radii, axis=-1)
-        return cls(rows, columns, grid, depth, radius, to_image(PIVOT), pose.scale)
+        return cls(rows, columns, grid, depth, radius, pose.to_image(PIVOT), pose.scale)
 
     def sampling(self, motion: RelativePose) -> HeadSampling:
         """-> where each pixel of the part of the box that moves takes its colour from, for the
@@ -211,8 +204,9 @@ class HeadRig:
         rows, columns = self._moving_part(weight, size / HEAD_GRID)
         # Upsampled from the grid's cell centres (the maps made once), the displacement stays 0
         # out to the box's edge.
+        grid_x, grid_y = self._grid_maps
         moved_by = cv2.remap(
-            unfolded.astype(np.float32), self._grid_x[rows, columns], self._grid_y[rows, columns], cv2.INTER_LINEAR,
+            unfolded.astype(np.float32), grid_x[rows, columns], grid_y[rows, columns], cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_REPLICATE,
         )
         moved_by += self._pixel_centres[rows, columns]
@@ -227,7 +221,7 @@ class HeadRig:
         cells of non-zero ``weight`` (G, G), widened by MOVING_MARGIN cells (what the unfolding
         spreads), in pixels of ``cell`` (x, y) each."""
         reached_rows, reached_columns = np.nonzero(weight.any(axis=1))[0], np.nonzero(weight.any(axis=0))[0]
-        height, width = self.rows.stop - self.rows.start, self.columns.stop - self.columns.start
+        height, width = self._size
         if not len(reached_rows):
             return slice(0, 0), slice(0, 0)
         first = np.maximum([reached_rows[0], reached_columns[0]] - np.array(MOVING_MARGIN), 0)
@@ -236,21 +230,19 @@ class HeadRig:
         bottom, right = min(int(np.ceil(last[0] * cell[1])), height), min(int(np.ceil(last[1] * cell[0])), width)
         return slice(top, bottom), slice(left, right)
 
-    @cached_property
-    def _grid_x(self) -> np.ndarray:
-        """(h, w) float32: each box pixel's column on the grid (cv2.remap's index of the cell centres)."""
-        width = self.columns.stop - self.columns.start
-        height = self.rows.stop - self.rows.start
-        columns = ((np.arange(width) + 0.5) * HEAD_GRID / width - 0.5).astype(np.float32)
-        return np.ascontiguousarray(np.broadcast_to(columns, (height, width)))
+    @property
+    def _size(self) -> tuple[int, int]:
+        """(height, width) of the box in pixels."""
+        return self.rows.stop - self.rows.start, self.columns.stop - self.columns.start
 
     @cached_property
-    def _grid_y(self) -> np.ndarray:
-        """(h, w) float32: each box pixel's row on the grid."""
-        width = self.columns.stop - self.columns.start
-        height = self.rows.stop - self.rows.start
-        rows = ((np.arange(height) + 0.5) * HEAD_GRID / height - 0.5).astype(np.float32)
-        return np.ascontiguousarray(np.broadcast_to(rows[:, None], (height, width)))
+    def _grid_maps(self) -> tuple[np.ndarray, np.ndarray]:
+        """Two (h, w) float32 maps, made once: each box pixel's column and row on the grid
+        (cv2.remap's indices of the cells' centres)."""
+        height, width = self._size
+        along = [((np.arange(side) + 0.5) * HEAD_GRID / side - 0.5).astype(np.float32) for side in (width, height)]
+        columns, rows = np.meshgrid(*along)
+        return columns, rows
 
     def _weight(self, motion_of: np.ndarray) -> np.ndarray:
         """(G, G, 2) each point's motion with the head -> (G, G) how much of it it takes: 1 inside
@@ -264,8 +256,7 @@ class HeadRig:
     @cached_property
     def _pixel_centres(self) -> np.ndarray:
         """(h, w, 2) float32 continuous image coordinates of the box's pixel centres, made once."""
-        height, width = self.rows.stop - self.rows.start, self.columns.stop - self.columns.start
-        return (pixel_centres(height, width) + [self.columns.start, self.rows.start]).astype(np.float32)
+        return (pixel_centres(*self._size) + [self.columns.start, self.rows.start]).astype(np.float32)
 
 
 def smoothstep(values: np.ndarray) -> np.ndarray:
@@ -274,7 +265,7 @@ def smoothstep(values: np.ndarray) -> np.ndarray:
     return clipped * clipped * (3.0 - 2.0 * clipped)
 
 
-def _depth(points: np.ndarray, to_image, grid: np.ndarray) -> np.ndarray:
+def _depth(points: np.ndarray, pose: HeadPose, grid: np.ndarray) -> np.ndarray:
     """The portrait's depth (G, G) in pixels at ``grid`` (G, G, 2): a thin-plate spline through
     its face mesh and a shell of hair and ears around it (the oval pushed out and back)."""
     face = canonical_face()
@@ -285,10 +276,9 @@ def _depth(points: np.ndarray, to_image, grid: np.ndarray) -> np.ndarray:
         for scale in SHELL_SCALES
         for point in oval
     ]
-    outline = np.concatenate([np.asarray(points)[list(FACE_OVAL)], to_image(shell)])
-    unit = float(np.linalg.norm(to_image([1.0, 0.0, 0.0]) - to_image([0.0, 0.0, 0.0])))
-    whole = _spline_surface(np.concatenate([np.asarray(points)[:MESH_POINTS:DEPTH_STRIDE], outline]), grid, unit)
-    smooth = _spline_surface(outline, grid, unit)
+    outline = np.concatenate([np.asarray(points)[list(FACE_OVAL)], pose.to_image(shell)])
+    whole = _spline_surface(np.concatenate([np.asarray(points)[:MESH_POINTS:DEPTH_STRIDE], outline]), grid, pose.scale)
+    smooth = _spline_surface(outline, grid, pose.scale)
     # Beyond its points a spline extrapolates; the head's depth stays within the points'.
     return np.clip(smooth + RELIEF * (whole - smooth), outline[:, 2].min(), outline[:, 2].max())
 
@@ -313,11 +303,3 @@ class HeadSampling:
     positions: np.ndarray
     reach: float
 
-
-def pose_mapping(pose: HeadPose):
-    """-> a function taking canonical points (..., 3) to image points (..., 3) under ``pose``."""
-
-    def to_image(canonical) -> np.ndarray:
-        return pose.scale * np.asarray(canonical) @ pose.rotation.T + pose.offset
-
-    return to_image

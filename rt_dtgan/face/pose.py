@@ -51,6 +51,10 @@ class HeadPose:
         """(N, 3) image points -> (N, 3) in the canonical frame (eye units, pose removed)."""
         return (np.asarray(points, dtype=np.float64) - self.offset) @ self.rotation / self.scale
 
+    def to_image(self, canonical) -> np.ndarray:
+        """(..., 3) points in the canonical frame -> (..., 3) image points (``frontal``'s inverse)."""
+        return self.scale * np.asarray(canonical, dtype=np.float64) @ self.rotation.T + self.offset
+
 
 @cache
 def canonical_face() -> np.ndarray:

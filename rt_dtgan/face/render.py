@@ -87,8 +87,15 @@ class WarpPlan:
         output = self.target.image.copy()
         if field is not None and not (head is not None and self._inside(head)):
             output[self.rows, self.columns] = self._sample(field + self.box_indices, self.crop_x, self.crop_y, mask, colour)
-        if head is None or head.positions.size == 0:
-            return output
+        if head is not None and head.positions.size:
+            output[head.rows, head.columns] = self._render_head(head, field, mask, colour)
+        return output
+
+    def _render_head(
+        self, head: HeadSampling, field: np.ndarray | None, mask: np.ndarray | None, colour: np.ndarray | None
+    ) -> np.ndarray:
+        """The part of the portrait the head moves (h, w, 3) uint8: the head's sampling, the
+        expression's ``field`` (or None) where it points, the refiner's colours painted there."""
         # Only the head pixels that can sample the face's box see its field and the refiner's
         # colours: the face's box widened by how far the head moves anything.
         near = self._near_face(head)
@@ -97,10 +104,9 @@ class WarpPlan:
         if field is not None:
             in_box = positions - np.array([self.columns.start + 0.5, self.rows.start + 0.5], dtype=np.float32)
             indices[near] += cv2.remap(field, in_box[..., 0], in_box[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        # Beyond the image's edge (a head cut by the frame, moving in), its edge repeated: mirrored,
-        # the hair above came back as a blob at the top.
         # Bilinear over the part that moves (hair, ears, neck: about 5 times cheaper than
-        # bicubic here), bicubic over the face's box, as _sample, where the detail is.
+        # bicubic here), bicubic over the face's box, as _sample, where the detail is. Beyond
+        # the image's edge its edge repeats (mirrored, the hair above came back as a blob).
         warped = cv2.remap(self.target.image, indices, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         face = self._relative(self.rows, self.columns, head)
         warped[face] = cv2.remap(
@@ -109,8 +115,7 @@ class WarpPlan:
         if mask is not None:
             crop = cv2.transform(positions, np.hstack([self.crop_matrix, self.crop_offset[:, None]]))
             self._paint(warped[near], np.ascontiguousarray(crop[..., 0]), np.ascontiguousarray(crop[..., 1]), mask, colour)
-        output[head.rows, head.columns] = warped
-        return output
+        return warped
 
     def _inside(self, head: HeadSampling) -> bool:
         """Whether the face's box lies inside the part the head moves (drawn there anyway)."""

@@ -73,7 +73,7 @@ class _Stream:
     strength: float = 1.0
     dynamics: dict[str, Tensor] | None = field(default=None)
     frames: int = 0
-    mouth: Tensor | None = None
+    mouth_correction: Tensor | None = None
 
 
 class StreamEngine:
@@ -153,7 +153,8 @@ class StreamEngine:
                 outputs[i] = streams[i].neutral_output
         if stepping:
             for i, output in zip(stepping, self._step([streams[i] for i in stepping], [tensors[i] for i in stepping])):
-                outputs[i] = output if streams[i].mouth is None else output.float().cpu() + streams[i].mouth
+                correction = streams[i].mouth_correction
+                outputs[i] = output if correction is None else output.float().cpu() + correction
         for stream in streams:
             stream.frames += 1
         return self._generated(outputs, streams)
@@ -207,7 +208,7 @@ class StreamEngine:
             stream.dynamics = dynamics
             if not self.contract.draws and self.config.reads_mesh:
                 stream.target["gain"] = lid_gain(stream.target["mesh"], anchor)
-                stream.mouth = mouth_correction(anchor)
+                stream.mouth_correction = mouth_correction(anchor)
 
     def _calibrate(self, anchors: Tensor) -> list[dict[str, Tensor]]:
         out = run_in_chunks(self.backend, "calibrate", {"anchor": anchors})

@@ -19,7 +19,7 @@ output), over the frames where both have a face:
   first measured frame, as yaw, pitch and roll: r with the driver and the output's range
   over the driver's; head position r (x and y of the eye midpoint in the image);
 - brow r: the brows' height above the eyes in the frontal mesh (pose taken out); gaze r:
-  the irises' place between the eye corners (x), both eyes;
+  the irises' place between the eye corners, from the image-left one (both eyes' mean);
 - found %: output frames with a face;
 - sharpness: variance of the Laplacian (grayscale) inside the portrait's landmark box, mean
   over output frames, over the same for the portrait after the same codec trip (the portrait
@@ -71,10 +71,10 @@ DEFAULT_PAIRS = (
 )
 METHODS = ("warp", "model")
 # FaceMesh's brows (both) and the eye points under them; the irises' centres with each eye's
-# (outer, inner) corners.
+# corners, image-left first (both eyes the same way: a look to one side moves both places alike).
 BROW_POINTS = (70, 63, 105, 66, 107, 300, 293, 334, 296, 336)
 EYES_BELOW_BROWS = (33, 133, 362, 263, 159, 386)
-IRISES = ((468, (33, 133)), (473, (263, 362)))
+IRISES = ((468, (33, 133)), (473, (362, 263)))
 STILL_FRAMES = 60
 TRIP_FRAMES = 10
 MODEL_TIMEOUT_S = 1800
@@ -239,7 +239,7 @@ def spread(values: np.ndarray) -> float:
 def face_measures(landmarks: FaceLandmarks) -> tuple[np.ndarray, list[float]]:
     """One face -> (its head rotation (3, 3), [mouth, eye, brow, gaze, x, y]): the mouth and eye
     openings, the brows' height over the eyes in the frontal mesh, the irises' place between
-    the eye corners (0 at the outer corner, 1 at the inner; both eyes' mean), the eye midpoint."""
+    the eye corners (0 at the image-left corner, 1 at the image-right one; both eyes' mean), the eye midpoint."""
     pose = head_pose(landmarks.points)
     frontal = pose.frontal(landmarks.points[:, :3])
     brow = float(frontal[list(EYES_BELOW_BROWS), 1].mean() - frontal[list(BROW_POINTS), 1].mean())

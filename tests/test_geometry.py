@@ -16,7 +16,7 @@ from rt_dtgan.face.geometry import eye_units
 from rt_dtgan.models.checkpoint import load_checkpoint, save_checkpoint
 from rt_dtgan.models.dynamics import windowed_offline
 from rt_dtgan.models.neutral import INNER_LIP_PAIRS, mouth_correction
-from rt_dtgan.models.warp import HELD_POINTS, MOVING_POINTS, KeypointWarp, lid_gain
+from rt_dtgan.models.warp import HELD_POINTS, MOVING_POINTS, KeypointWarp, lid_gain, with_measured_eyes
 from rt_dtgan.runtime.backends import OnnxRuntimeBackend, TorchBackend
 from rt_dtgan.runtime.engine import Face, StreamEngine
 from rt_dtgan.runtime.export import export_onnx
@@ -168,7 +168,9 @@ def test_streamed_offsets_equal_the_offline_computation(window):
         anchor, target = torch.from_numpy(meshes[:1]), torch.from_numpy(portrait[None])
         corrections = mouth_correction(anchor).expand(len(meshes), -1, -1).clone()  # the anchor's mouth closed
         corrections[0] = 0.0  # the anchor's own frame shows the portrait as it is
-        offline = ((model.embedder(z_d) + corrections) * lid_gain(target, anchor)).numpy()
+        moved = with_measured_eyes(model.embedder(z_d) + corrections, video[0], anchor)  # the eyes as the driver's
+        moved[0] = 0.0
+        offline = (moved * lid_gain(target, anchor)).numpy()
     assert np.abs(corrections.numpy()).max() > 0.01, "the anchor's open mouth must count for the comparison to cover it"
     assert np.abs(offline).max() > 0.01, "offsets must move for the comparison to mean anything"
     assert not streamed[0].any(), "z_d(0) = 0 must move nothing"

@@ -14,7 +14,8 @@ stay on the device.
 
 A warping G's stream also keeps its anchor's mouth opening (rt_dtgan.models.neutral), added
 to its offsets, so that a driver who starts mid-sentence never closes the portrait's lips
-past closed.
+past closed, and its anchor's mesh: the eyes' points move as the driver's measured lids
+(models.warp.with_measured_eyes).
 
 Faces come in as ``AlignedFace``: the aligned crop, and the face mesh in eye units; the
 model's encoder reads one of them. What comes out depends on the generator's kind: a crop
@@ -36,7 +37,7 @@ from torch import Tensor
 
 from rt_dtgan.config import MESH_POINTS
 from rt_dtgan.models.neutral import mouth_correction
-from rt_dtgan.models.warp import lid_gain
+from rt_dtgan.models.warp import lid_gain, with_measured_eyes
 from rt_dtgan.runtime.backends import Backend, open_backend, run_in_chunks
 from rt_dtgan.runtime.graphs import graph_specs
 from rt_dtgan.runtime.pixels import to_images, to_unit_range
@@ -74,6 +75,7 @@ class _Stream:
     dynamics: dict[str, Tensor] | None = field(default=None)
     frames: int = 0
     mouth_correction: Tensor | None = None
+    anchor_mesh: Tensor | None = None
 
 
 class StreamEngine:
@@ -139,6 +141,15 @@ class StreamEngine:
     def step_many(self, frames: Sequence[tuple[int, AlignedFace | np.ndarray]]) -> list[Generated]:
         """One frame for each of several distinct streams -> their outputs, in order. Streams
         without an anchor take this frame as y0 and output their neutral frame."""
+        return self._generated(*self._advance(frames))
+
+    def advance_many(self, frames: Sequence[tuple[int, AlignedFace | np.ndarray]]) -> None:
+        """As ``step_many``, but only the streams' states move on; no output is made (a
+        stream rebuilt from its last frames, transport/replica.py)."""
+        self._advance(frames)
+
+    def _advance(self, frames: Sequence[tuple[int, AlignedFace | np.ndarray]]) -> tuple[list[Tensor], list[_Stream]]:
+        """Step the streams' states -> the step graph's outputs (mouth-corrected) and the streams."""
         ids = [stream_id for stream_id, _ in frames]
         if len(set(ids)) != len(ids):
             raise ValueError("step_many takes at most one frame per stream")
@@ -153,11 +164,18 @@ class StreamEngine:
                 outputs[i] = streams[i].neutral_output
         if stepping:
             for i, output in zip(stepping, self._step([streams[i] for i in stepping], [tensors[i] for i in stepping])):
-                correction = streams[i].mouth_correction
-                outputs[i] = output if correction is None else output.float().cpu() + correction
+                outputs[i] = self._corrected(output, streams[i], tensors[i])
         for stream in streams:
             stream.frames += 1
-        return self._generated(outputs, streams)
+        return outputs, streams
+
+    @staticmethod
+    def _corrected(offsets: Tensor, stream: _Stream, mesh: Tensor) -> Tensor:
+        """A warping G's offsets (1, K, 2) -> with the anchor's mouth closed and the eyes
+        measured, where the model reads meshes; any other output as it is."""
+        if stream.anchor_mesh is None:
+            return offsets
+        return with_measured_eyes(offsets.float().cpu() + stream.mouth_correction, mesh, stream.anchor_mesh)
 
     def _stream(self, stream_id: int) -> _Stream:
         try:
@@ -202,13 +220,14 @@ class StreamEngine:
 
     def _anchor(self, streams: list[_Stream], anchors: list[Tensor]) -> None:
         """Make ``anchors`` the streams' y0: their dynamics state and, for a warping G that
-        reads meshes, how far the target's lids move per unit of the driver's (lid_gain) and
-        the anchor's mouth closed (mouth_correction)."""
+        reads meshes, how far the target's lids move per unit of the driver's (lid_gain), the
+        anchor's mouth closed (mouth_correction) and its mesh (the eyes' motion is measured from it)."""
         for stream, dynamics, anchor in zip(streams, self._calibrate(self._frames(anchors)), anchors):
             stream.dynamics = dynamics
             if not self.contract.draws and self.config.reads_mesh:
                 stream.target["gain"] = lid_gain(stream.target["mesh"], anchor)
                 stream.mouth_correction = mouth_correction(anchor)
+                stream.anchor_mesh = anchor
 
     def _calibrate(self, anchors: Tensor) -> list[dict[str, Tensor]]:
         out = run_in_chunks(self.backend, "calibrate", {"anchor": anchors})

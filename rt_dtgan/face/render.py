@@ -12,7 +12,9 @@ sharpness whatever the model's crop size. Pixels outside the box are never touch
 When the whole head moves (rt_dtgan.face.head), its sampling over a larger box comes first:
 an output pixel there samples the expression's field at the position the head's motion
 names, so that the portrait is still sampled once, the face's expression carried along with
-the head and the refiner's colours taken from where the moved face shows them.
+the head and the refiner's colours taken from where the moved face shows them. The eyes'
+look (rt_dtgan.face.gaze) is part of the expression's field: each eye's pixels sample from
+where the look's shift says, before the head's motion, so it is carried along too.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 
 from rt_dtgan.face.align import pixel_centres
 from rt_dtgan.face.errors import FaceError
+from rt_dtgan.face.gaze import GazeShift
 from rt_dtgan.face.head import HeadSampling
 from rt_dtgan.face.target import Target
 
@@ -77,13 +80,20 @@ class WarpPlan:
         )
 
     def render(
-        self, grid: np.ndarray | None, mask: np.ndarray | None, colour: np.ndarray | None, head: HeadSampling | None = None
+        self,
+        grid: np.ndarray | None,
+        mask: np.ndarray | None,
+        colour: np.ndarray | None,
+        head: HeadSampling | None = None,
+        gaze: GazeShift | None = None,
     ) -> np.ndarray:
         """grid (G, G, 2) float32 crop-pixel sampling positions of the grid's centres, mask
         (S, S) uint8 (255 = all colour), colour (S, S, 3) uint8 RGB (all None: the face's
-        expression does not move), and ``head``, the whole head's motion (None: it stays)
-        -> a new (H, W, 3) uint8 portrait."""
+        expression does not move), ``head``, the whole head's motion, and ``gaze``, the eyes'
+        look (None: they stay) -> a new (H, W, 3) uint8 portrait."""
         field = None if grid is None else self._expression_field(grid)
+        if gaze is not None:
+            field = self._looking(field, gaze)
         output = self.target.image.copy()
         if field is not None and not (head is not None and self._inside(head)):
             output[self.rows, self.columns] = self._sample(field + self.box_indices, self.crop_x, self.crop_y, mask, colour)
@@ -108,7 +118,7 @@ class WarpPlan:
         # bicubic here), bicubic over the face's box, as _sample, where the detail is. Beyond
         # the image's edge its edge repeats (mirrored, the hair above came back as a blob).
         warped = cv2.remap(self.target.image, indices, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        face = self._relative(self.rows, self.columns, head)
+        face = _within(self.rows, self.columns, head.rows, head.columns)
         warped[face] = cv2.remap(
             self.target.image, np.ascontiguousarray(indices[face]), None, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
         )
@@ -117,25 +127,27 @@ class WarpPlan:
             self._paint(warped[near], np.ascontiguousarray(crop[..., 0]), np.ascontiguousarray(crop[..., 1]), mask, colour)
         return warped
 
+    def _looking(self, field: np.ndarray | None, gaze: GazeShift) -> np.ndarray:
+        """The expression's ``field`` (h, w, 2) over the face's box (None: still) with each
+        eye's sampling shift added where the eye lies inside the box."""
+        if field is None:
+            field = np.zeros((*self.box_indices.shape[:2], 2), np.float32)
+        for eye, moves in zip(gaze.eyes, gaze.moves):
+            in_box = _within(eye.rows, eye.columns, self.rows, self.columns)
+            if in_box[0].stop > in_box[0].start and in_box[1].stop > in_box[1].start:
+                field[in_box] += moves[_within(self.rows, self.columns, eye.rows, eye.columns)]
+        return field
+
     def _inside(self, head: HeadSampling) -> bool:
         """Whether the face's box lies inside the part the head moves (drawn there anyway)."""
         return (head.rows.start <= self.rows.start and self.rows.stop <= head.rows.stop
                 and head.columns.start <= self.columns.start and self.columns.stop <= head.columns.stop)  # fmt: skip
 
-    @staticmethod
-    def _relative(rows: slice, columns: slice, head: HeadSampling) -> tuple[slice, slice]:
-        """The part of ``rows`` x ``columns`` (image pixels) inside the head's box, in the box's own pixels."""
-        height, width = head.rows.stop - head.rows.start, head.columns.stop - head.columns.start
-        top, left = min(max(rows.start - head.rows.start, 0), height), min(max(columns.start - head.columns.start, 0), width)
-        bottom = min(max(rows.stop - head.rows.start, top), height)
-        right = min(max(columns.stop - head.columns.start, left), width)
-        return slice(top, bottom), slice(left, right)
-
     def _near_face(self, head: HeadSampling) -> tuple[slice, slice]:
         """The part of the head's box (relative slices) whose pixels may sample the face's box."""
         reach = int(np.ceil(head.reach))
         rows = slice(self.rows.start - reach, self.rows.stop + reach)
-        return self._relative(rows, slice(self.columns.start - reach, self.columns.stop + reach), head)
+        return _within(rows, slice(self.columns.start - reach, self.columns.stop + reach), head.rows, head.columns)
 
     def _expression_field(self, grid: np.ndarray) -> np.ndarray:
         """grid (G, G, 2) -> (h, w, 2) float32 displacement in image pixels over the box."""
@@ -179,3 +191,13 @@ class WarpPlan:
         paint = cv2.remap(colour, crop_x, crop_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
         region = warped[area].astype(np.float32)
         warped[area] = np.clip(region + weight[..., None] * (paint - region) + 0.5, 0, 255).astype(np.uint8)
+
+
+def _within(rows: slice, columns: slice, outer_rows: slice, outer_columns: slice) -> tuple[slice, slice]:
+    """The part of ``rows`` x ``columns`` (image pixels) inside the box ``outer_rows`` x
+    ``outer_columns``, in the box's own pixels (empty slices where they do not meet)."""
+    height, width = outer_rows.stop - outer_rows.start, outer_columns.stop - outer_columns.start
+    top, left = min(max(rows.start - outer_rows.start, 0), height), min(max(columns.start - outer_columns.start, 0), width)
+    bottom = min(max(rows.stop - outer_rows.start, top), height)
+    right = min(max(columns.stop - outer_columns.start, left), width)
+    return slice(top, bottom), slice(left, right)

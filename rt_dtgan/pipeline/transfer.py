@@ -19,6 +19,7 @@ from typing import Protocol
 import numpy as np
 
 from rt_dtgan.face import FaceTracker, NeutralPicker, Target, TrackResult, paste_back
+from rt_dtgan.face.gaze import GazeFollower, GazeRig, GazeShift, iris_places
 from rt_dtgan.face.head import HeadFollower, HeadRig, HeadSampling
 from rt_dtgan.face.render import WarpPlan
 from rt_dtgan.media import Capture, Frame
@@ -108,12 +109,14 @@ class TrackedFrame:
 class SteppedFrame:
     """A tracked frame after the engine: ``generated`` its crop or keypoint motion (None
     without a face, or while a remote result is not in yet), the engine's time, and
-    ``head``, the portrait's whole head moved as the driver's (None: it stays)."""
+    ``head``, the portrait's whole head moved as the driver's, and ``gaze``, its eyes' look
+    (None: they stay)."""
 
     item: TrackedFrame
     generated: Generated | None
     engine_ms: float
     head: HeadSampling | None = None
+    gaze: GazeShift | None = None
 
 
 class FaceTransfer:
@@ -123,8 +126,9 @@ class FaceTransfer:
     (``TrackingStage``, ``SteppingStage``, the caller's), the frames passing between them in
     order. With a ``neutral_picker`` the anchor y0 becomes the most neutral face of its
     window once the window closes. With a ``head`` follower the portrait's whole head turns,
-    nods, tilts and moves as the driver's relative to the same anchor (a model that warps the
-    portrait; one that redraws the crop keeps the head still). Two requests may come from
+    nods, tilts and moves as the driver's relative to the same anchor, and with a ``gaze``
+    follower its eyes look as the driver's (a model that warps the portrait; one that redraws
+    the crop keeps both still). Two requests may come from
     any thread: ``set_mirror``, which ``track`` reads once per frame at the frame's start,
     and ``recalibrate``, which ``step`` applies before its next frame."""
 
@@ -136,10 +140,12 @@ class FaceTransfer:
         mirror: bool = False,
         neutral_picker: NeutralPicker | None = None,
         head: HeadFollower | None = None,
+        gaze: GazeFollower | None = None,
     ) -> None:
         self.driver, self.target, self.tracker = driver, target, tracker
-        self.head = head
+        self.head, self.gaze = head, gaze
         self._head_rig: HeadRig | None = None
+        self._gaze_rig: GazeRig | None = None
         self._mirrored = threading.Event()
         self.set_mirror(mirror)
         self.neutral_picker = neutral_picker
@@ -186,7 +192,8 @@ class FaceTransfer:
         if self.neutral_picker is not None and (neutral := self.neutral_picker.offer(tracked)) is not None:
             self._anchor(neutral)
         generated = self.driver.step(tracked)
-        return SteppedFrame(item, generated, _ms(began, time.perf_counter()), self._head_motion(tracked))
+        moving_parts = self._head_motion(tracked), self._look(tracked, generated)
+        return SteppedFrame(item, generated, _ms(began, time.perf_counter()), *moving_parts)
 
     def _head_motion(self, tracked: TrackResult) -> HeadSampling | None:
         """Where the portrait's head samples itself for the driver's pose, or None (it stays)."""
@@ -200,11 +207,27 @@ class FaceTransfer:
             self._head_rig = HeadRig.build(self.target.landmarks.points, (width, height))
         return self._head_rig.sampling(motion)
 
+    def _look(self, tracked: TrackResult, generated: Generated | None) -> GazeShift | None:
+        """Where the portrait's eyes sample themselves for the driver's look, or None (they
+        stay: no follower, no irises, or a model that redraws the crop)."""
+        if self.gaze is None or not isinstance(generated, KeypointMotion):
+            return None
+        look = self.gaze.follow(iris_places(tracked.landmarks.points), tracked.timestamp)
+        if look is None:
+            return None
+        if self._gaze_rig is None:
+            height, width = self.target.image.shape[:2]
+            self._gaze_rig = GazeRig.build(self.target.landmarks.points, (width, height))
+        return self._gaze_rig.shift(look)
+
     def _anchor(self, reference: AlignedFace | None) -> None:
-        """The engine's anchor and the head's: ``reference``, or the next frame stepped."""
+        """The engine's anchor, the head's and the look's: ``reference``, or the next frame stepped."""
         self.driver.recalibrate(reference)
         if self.head is not None:
             self.head.anchor(getattr(reference, "pose", None))
+        if self.gaze is not None:
+            landmarks = getattr(reference, "landmarks", None)
+            self.gaze.anchor(None if landmarks is None else iris_places(landmarks.points))
 
     def draw(self, stepped: SteppedFrame) -> tuple[np.ndarray, FrameReport]:
         """Paste the generated result into the portrait; without one, hold the last output."""
@@ -212,19 +235,19 @@ class FaceTransfer:
         if not item.tracked.found:
             return self.last_output, FrameReport(False, item.tracked.reason, item.track_ms, 0.0, 0.0, 0.0)
         if stepped.generated is not None:
-            self.last_output = self._draw(stepped.generated, stepped.head)
+            self.last_output = self._draw(stepped.generated, stepped.head, stepped.gaze)
         timings = (item.track_ms, item.align_ms, stepped.engine_ms, _ms(began, time.perf_counter()))
         return self.last_output, FrameReport(True, None, *timings)
 
-    def _draw(self, generated: Generated, head: HeadSampling | None) -> np.ndarray:
+    def _draw(self, generated: Generated, head: HeadSampling | None, gaze: GazeShift | None) -> np.ndarray:
         """The whole portrait for a generated crop (pasted back) or keypoint motion (warped,
-        the head moved by ``head``)."""
+        the head moved by ``head``, the eyes by ``gaze``)."""
         if not isinstance(generated, KeypointMotion):
             return paste_back(self.target, generated)
-        if generated.still and head is None:
+        if generated.still and head is None and gaze is None:
             return self.target.image.copy()
         plan = self._plan(None if generated.still else generated.grid.shape[0])
-        return plan.render(generated.grid, generated.mask, generated.colour, head)
+        return plan.render(generated.grid, generated.mask, generated.colour, head, gaze)
 
     def _plan(self, grid_side: int | None) -> WarpPlan:
         """The portrait's WarpPlan for a grid of ``grid_side`` (None: any, no grid comes)."""

@@ -128,10 +128,9 @@ def add_face_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _open_transfer(args: argparse.Namespace, source_spec: str, pace: bool, size=None, fps=None):
     """-> (source, FaceTransfer) for the parsed arguments, on a local or a remote engine."""
-    from rt_dtgan.face import FaceTracker, NeutralPicker, TrackerConfig, load_target
-    from rt_dtgan.face.head import HeadFollower
+    from rt_dtgan.face import load_target
     from rt_dtgan.media import open_source, parse_size
-    from rt_dtgan.pipeline import FaceTransfer, load_target_spec, synthetic_source_factory
+    from rt_dtgan.pipeline import load_target_spec, synthetic_source_factory
 
     if args.auto_reference and args.reference:
         raise UsageError("--reference and --auto-reference exclude each other")
@@ -142,12 +141,23 @@ def _open_transfer(args: argparse.Namespace, source_spec: str, pace: bool, size=
     reference = load_target(args.reference, config, max_side=max_side) if args.reference else None
     capture_size = parse_size(size) if size else None
     source = open_source(source_spec, capture_size, fps, pace, synthetic_factory=synthetic_source_factory(args.frames))
-    driver = make_driver(target, reference)
+    return source, face_transfer(args, config, make_driver(target, reference), target, getattr(args, "mirror", False))
+
+
+def face_transfer(args: argparse.Namespace, config, driver, target, mirror: bool, pose: str | None = None):
+    """A FaceTransfer of ``driver`` onto ``target`` with the tracker, neutral picker, head
+    follower and gaze follower the face arguments ask (``pose``, where given, instead of --pose;
+    the look follows with the expression's strength)."""
+    from rt_dtgan.face import FaceTracker, NeutralPicker, TrackerConfig
+    from rt_dtgan.face.gaze import GazeFollower
+    from rt_dtgan.face.head import HeadFollower
+    from rt_dtgan.pipeline import FaceTransfer
+
     tracker = FaceTracker(config, TrackerConfig(max_faces=args.faces))
     picker = NeutralPicker() if args.auto_reference else None
-    head = HeadFollower(args.pose, args.pose_strength)
-    return source, FaceTransfer(driver, target, tracker, mirror=getattr(args, "mirror", False), neutral_picker=picker, head=head)
-
+    head = HeadFollower(pose or args.pose, args.pose_strength)
+    gaze = GazeFollower(args.strength)
+    return FaceTransfer(driver, target, tracker, mirror=mirror, neutral_picker=picker, head=head, gaze=gaze)
 
 
 def _portrait_line(target, portrait_size: int) -> str:

@@ -1,6 +1,7 @@
 """Hostile clients against one worker, then a real one: does the worker stay available?
 
     python bench/fuzz_worker.py --messages 10000 --connections 8 --json bench/results/fuzz-worker.json
+    python bench/fuzz_worker.py --ray --json bench/results/fuzz-ray-edge.json   # the same against `serve --ray local`
 
 The experiment is rt_dtgan.transport.fuzz (its docstring says what is sent and checked); this
 script gives its arguments, prints and writes its figures. Exits non-zero when a check fails.
@@ -23,6 +24,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--messages", type=int, default=10_000, help="hostile messages in all")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--ray", action="store_true", help="fuzz the Ray edge (two replicas on a local Ray cluster)")
     parser.add_argument("--json", help="write the results here")
     return parser.parse_args(argv)
 
@@ -30,7 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        result = fuzz_worker(args.messages, args.connections, args.seed)
+        result = fuzz_worker(args.messages, args.connections, args.seed, on_ray=args.ray)
     except FuzzFailure as error:
         print("FAILED:", error, file=sys.stderr)
         return 1

@@ -8,6 +8,11 @@ every frame answered), so the worker batches whatever frames arrive together. La
 the client's round trip (send to decoded result). Also measured: the bytes of one crop on
 the wire, raw (rgb24) and as JPEG, on frames of a real clip when --clip is given.
 
+``--targets worker,ray`` runs every case against the plain worker and then against the Ray edge
+(``rt-dtgan serve --ray local``: the same Worker, its engine one replica on a local Ray cluster
+started in the edge's process), one after the other in one run, so that their ratio is the
+edge's overhead.
+
 ``--beside none,reading:2,silent:2`` runs every case once per entry: alone, beside 2 clients
 that send a frame every 1/30 s and read their replies, beside 2 that send alike and never
 read one (slow readers). Reading against silent neighbours isolates what not reading costs
@@ -45,12 +50,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads in the worker")
     parser.add_argument("--clip", help="a video whose frames measure the JPEG size (default: synthetic crops)")
     parser.add_argument("--beside", default="none", help="neighbours per run: none, reading:N or silent:N, comma-separated")
+    parser.add_argument("--targets", default="worker", help="servers to run against: worker, ray, comma-separated")
     parser.add_argument("--json", help="write the results here")
     return parser.parse_args()
 
 
-def serve(address: str, size: int, threads: int) -> None:
-    """The worker process: a fresh-weights model behind a Worker, until SIGTERM."""
+def serve(address: str, size: int, threads: int, target: str) -> None:
+    """The server process, until SIGTERM: a fresh-weights model behind a Worker, or behind the
+    Ray edge as its one replica."""
     import torch
 
     from rt_dtgan.config import ModelConfig
@@ -59,9 +66,16 @@ def serve(address: str, size: int, threads: int) -> None:
     from rt_dtgan.runtime.engine import StreamEngine
     from rt_dtgan.transport.worker import WorkerConfig, run_worker
 
-    torch.set_num_threads(threads)
     model = DynamicsTransferGAN(ModelConfig.for_size(size)).eval()
-    run_worker(WorkerConfig(bind=address, max_streams=64), StreamEngine(TorchBackend(model)))
+    config = WorkerConfig(bind=address, max_streams=64)
+    if target == "ray":
+        from rt_dtgan.transport.cluster import ClusterConfig, run_edge
+        from rt_dtgan.transport.replica import ModelRecipe
+
+        run_edge(config, ClusterConfig(min_replicas=1, max_replicas=1), ModelRecipe(model, threads))
+        return
+    torch.set_num_threads(threads)
+    run_worker(config, StreamEngine(TorchBackend(model)))
 
 
 def run_client(address: str, image_format: str, crops: list[np.ndarray], warmup: int, frames: int,
@@ -192,17 +206,16 @@ def payload_sizes(clip: str | None) -> list[dict]:
     return rows
 
 
-def main() -> None:
-    args = parse_args()
+def run_target(target: str, args: argparse.Namespace, crops: list[np.ndarray]) -> list[dict]:
+    """Every case of ``args`` against one server (``worker`` or ``ray``) in a process of its own."""
     counts = [int(n) for n in args.clients.split(",")]
     address = free_address()
-    worker = multiprocessing.get_context("spawn").Process(target=serve, args=(address, args.size, args.threads))
+    worker = multiprocessing.get_context("spawn").Process(target=serve, args=(address, args.size, args.threads, target))
     worker.start()
+    rows = []
     try:
         with StreamClient(ClientConfig(address=address)) as probe:
             probe.connect(timeout_s=120)
-        crops = sample_crops(args.size, 16, args.clip)
-        rows = []
         for beside in args.beside.split(","):
             kind, _, count = beside.partition(":")
             neighbours = [Neighbour(address, crops[i % len(crops)], kind == "silent") for i in range(int(count or 0))]
@@ -211,16 +224,23 @@ def main() -> None:
             for image_format in args.formats.split(","):
                 for n in counts:
                     row = time_clients(address, image_format, n, crops, args.warmup, args.frames)
-                    rows.append(row | {"beside": beside, "worker_rss_mib": resident_mib(worker.pid)})
+                    rows.append({"target": target} | row | {"beside": beside, "worker_rss_mib": resident_mib(worker.pid)})
             for neighbour in neighbours:
                 neighbour.stop.set()
                 neighbour.join()
     finally:
         worker.terminate()
-        worker.join(timeout=10)
+        worker.join(timeout=30)
+    return rows
+
+
+def main() -> None:
+    args = parse_args()
+    crops = sample_crops(args.size, 16, args.clip)
+    rows = [row for target in args.targets.split(",") for row in run_target(target, args, crops)]
     sizes = payload_sizes(args.clip)
-    print_table(rows, ["beside", "format", "clients", "frames_per_s", "per_client_fps", "p50_ms", "p99_ms", "queue_p50_ms",
-                       "engine_p50_ms", "mean_batch", "worker_rss_mib"])
+    print_table(rows, ["target", "beside", "format", "clients", "frames_per_s", "per_client_fps", "p50_ms", "p99_ms",
+                       "queue_p50_ms", "engine_p50_ms", "mean_batch", "worker_rss_mib"])
     print()
     print_table(sizes, ["size", "rgb24_bytes", "jpeg_quality", "jpeg_bytes_mean", "ratio", "jpeg_mean_abs_error",
                         "encode_ms", "decode_ms"])
@@ -230,7 +250,8 @@ def main() -> None:
         "frames_per_client": args.frames,
         "warmup": args.warmup,
         "worker_threads": args.threads,
-        "transport": "tcp loopback, one worker process, clients as threads in blocking mode",
+        "transport": "tcp loopback, one server process (a worker, or the Ray edge with one replica), clients as threads "
+                     "in blocking mode",
         "weights": "fresh",
         "environment": {**environment(), "pyzmq": zmq.__version__, "libzmq": zmq.zmq_version()},
         "size_sample": Path(args.clip).name if args.clip else "synthetic smooth crops",

@@ -93,6 +93,8 @@ OPTIONS = [
     *[("serve", *row) for row in [
         ("--bind", *BIND), ("--broker", *CONNECT), ("--max-streams", "5000", "many"), ("--idle-timeout", *POSITIVE),
         ("--reclaim-idle", *POSITIVE), ("--curve-dir", *EXISTING_FOLDER), *LIMITS, *MODEL,
+        ("--ray", "head:99999", "head"), ("--min-replicas", "0", "two"), ("--max-replicas", "1025", "four"),
+        ("--streams-per-replica", *COUNT), ("--replica-cpus", "-1", "one"),
     ]],
     *[("broker", *row) for row in [("--front", *BIND), ("--back", *BIND), ("--curve-dir", *EXISTING_FOLDER), *LIMITS]],
     *[("keys", *row) for row in [("--out", *OUTPUT_FOLDER), ("--name", "n" * 101, "a/b")]],

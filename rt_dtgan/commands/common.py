@@ -226,6 +226,17 @@ def connect_address(text: str) -> str:
     return _address(text, any_port=False)
 
 
+def ray_address(text: str) -> str:
+    """Where the Ray cluster is: local (start one in this process), auto (the one running on
+    this machine) or HOST:PORT of its head (GCS)."""
+    if text in ("local", "auto"):
+        return text
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"must be local, auto or HOST:PORT of the cluster's head, got {text!r}")
+    return text
+
+
 def strength(text: str) -> float:
     """A warping model's expression strength, within the engine's range."""
     from rt_dtgan.transport.protocol import STRENGTH_RANGE

@@ -18,7 +18,7 @@ from rt_dtgan.models.dynamics import dynamics_offline, start_dynamics, step_dyna
 from rt_dtgan.optional import EXTRA_OF_MODULE
 
 CORE_MODULES = ("numpy", "torch", "onnx", "onnxruntime", "mediapipe", "av", "zmq", "safetensors")
-OPTIONAL_MODULES = ("tensorrt", "torch_tensorrt", "pyvirtualcam")
+OPTIONAL_MODULES = ("tensorrt", "torch_tensorrt", "pyvirtualcam", "ray")
 
 
 def environment_report() -> list[tuple[str, str]]:

@@ -3,8 +3,10 @@
 ``Worker``/``run_worker`` serve a StreamEngine; ``StreamClient`` drives one stream on it;
 ``RemoteDriver`` drives that stream as the pipeline's LocalDriver drives one in-process;
 ``ModelInfo`` says what the worker's model takes and gives (crops, or crops with their
-meshes in and keypoint motions out); ``Broker``/``run_broker`` spread streams over several
-workers; ``generate_keys`` makes the CURVE certificates a non-loopback address needs;
+meshes in and keypoint motions out); ``ReplicaPool``/``run_edge`` (``serve --ray``, needs
+the ``cluster`` extra) serve through the same Worker with the engines as replicas on a Ray
+cluster (docs/cluster.md); ``Broker``/``run_broker`` spread streams over several workers;
+``generate_keys`` makes the CURVE certificates a non-loopback address needs;
 ``ControlChannel`` takes commands for a running ``live`` from other programs.
 """
 
@@ -23,6 +25,9 @@ _HOMES = {
     "RemoteResult": "client",
     "StreamClient": "client",
     "TransportError": "client",
+    "ClusterConfig": "cluster",
+    "ReplicaPool": "cluster",
+    "run_edge": "cluster",
     "ControlChannel": "control",
     "RemoteDriver": "driver",
     "PROTOCOL_VERSION": "protocol",
@@ -53,6 +58,7 @@ __all__ = [
     "ClientConfig",
     "ClientKeys",
     "ClientLimits",
+    "ClusterConfig",
     "ControlChannel",
     "ErrorCode",
     "LinkStatus",
@@ -61,6 +67,7 @@ __all__ = [
     "ProtocolError",
     "RemoteDriver",
     "RemoteResult",
+    "ReplicaPool",
     "SecurityError",
     "StreamClient",
     "TransportError",
@@ -69,5 +76,6 @@ __all__ = [
     "generate_keys",
     "is_local_address",
     "run_broker",
+    "run_edge",
     "run_worker",
 ]

@@ -39,8 +39,9 @@ class FuzzFailure(RuntimeError):
     """The worker failed outright: it stopped answering, or sent a reply no worker sends."""
 
 
-def _serve(address: str) -> None:
-    """The worker process: fresh weights at 64 px, default limits, until terminated."""
+def _serve(address: str, on_ray: bool) -> None:
+    """The worker process: fresh weights at 64 px, default limits, until terminated; on Ray,
+    the edge (``serve --ray local``) with two replicas of that model."""
     import torch
 
     from rt_dtgan.config import ModelConfig
@@ -49,8 +50,15 @@ def _serve(address: str) -> None:
     from rt_dtgan.runtime.engine import StreamEngine
     from rt_dtgan.transport.worker import WorkerConfig, run_worker
 
+    model = DynamicsTransferGAN(ModelConfig.for_size(SIZE)).eval()
+    if on_ray:
+        from rt_dtgan.transport.cluster import ClusterConfig, run_edge
+        from rt_dtgan.transport.replica import ModelRecipe
+
+        run_edge(WorkerConfig(bind=address), ClusterConfig(), ModelRecipe(model))
+        return
     torch.set_num_threads(1)
-    run_worker(WorkerConfig(bind=address), StreamEngine(TorchBackend(DynamicsTransferGAN(ModelConfig.for_size(SIZE)).eval())))
+    run_worker(WorkerConfig(bind=address), StreamEngine(TorchBackend(model)))
 
 
 def _header(**fields) -> bytes:
@@ -153,12 +161,13 @@ def _real_client(address: str, rng: np.random.Generator) -> dict:
     return {"served_after_s": served_s, "frames_sent": REAL_FRAMES, "frames_answered": answered}
 
 
-def fuzz_worker(messages: int = 10_000, connections: int = 8, seed: int = 7) -> dict:
-    """Run the experiment (the module's docstring) on a worker of its own -> its figures:
-    the replies by code, the real client's service, the worker's memory before and after.
-    Raises FuzzFailure when the worker stops answering or answers what no worker sends."""
+def fuzz_worker(messages: int = 10_000, connections: int = 8, seed: int = 7, on_ray: bool = False) -> dict:
+    """Run the experiment (the module's docstring) on a worker of its own, or on the Ray edge
+    (``on_ray``) -> its figures: the replies by code, the real client's service, the worker's
+    (the edge's) memory before and after. Raises FuzzFailure when the worker stops answering
+    or answers what no worker sends."""
     address = free_address()
-    worker = multiprocessing.get_context("spawn").Process(target=_serve, args=(address,), daemon=True)
+    worker = multiprocessing.get_context("spawn").Process(target=_serve, args=(address, on_ray), daemon=True)
     worker.start()
     rng = np.random.default_rng(seed)
     try:
@@ -182,11 +191,12 @@ def fuzz_worker(messages: int = 10_000, connections: int = 8, seed: int = 7) -> 
         rss_after = resident_mib(worker.pid)
     finally:
         worker.terminate()
-        worker.join(timeout=10)
+        worker.join(timeout=30)
     return {
         "messages": per_peer * connections,
         "connections": connections,
         "seed": seed,
+        "server": "ray edge" if on_ray else "worker",
         "fuzz_s": fuzz_s,
         "replies": dict(replies),
         "real_client": real,

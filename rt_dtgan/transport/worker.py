@@ -21,9 +21,11 @@ import secrets
 import socket as socket_module
 import threading
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import zmq
@@ -122,19 +124,37 @@ class _PendingFrame:
     decode_s: float
 
 
+@dataclass
+class _Batch:
+    """Frames handed to the engine together; ``outputs()`` waits for their outputs (or raises
+    what the engine raised)."""
+
+    frames: list[_PendingFrame]
+    began: float
+    outputs: Callable[[], list]
+
+
 class Worker:
     """Serves ``engine`` as ``config`` says. ``serve_forever()`` runs until ``stop()`` (from any
-    thread or a signal handler), then closes its sockets."""
+    thread or a signal handler), then closes its sockets. ``engine`` is a StreamEngine, or what
+    has its ``open``, ``recalibrate``, ``close``, ``frames_seen``, ``step_many``, ``size`` and
+    ``config`` (the Ray edge's ReplicaPool); ``on_turn()``, when given, runs once per turn of
+    the loop, at least every POLL_INTERVAL_MS. An engine that also has ``submit_many`` (frames
+    -> a callable that waits for their outputs) keeps one batch running while the worker
+    reads the next frames and answers the batch before it."""
 
-    def __init__(self, config: WorkerConfig, engine: StreamEngine) -> None:
+    def __init__(self, config: WorkerConfig, engine: StreamEngine, on_turn: Callable[[], None] | None = None) -> None:
         self.config = config
         self.engine = engine
+        self._on_turn = on_turn
         self.crop_size = engine.size
         self.model = ModelInfo.of(engine.config)
         self.codec = JpegCodec()
         self.frames_dropped = 0
         self._streams: dict[int, _Stream] = {}
         self._pending: dict[int, _PendingFrame] = {}
+        self._in_engine: deque[_Batch] = deque()
+        self._batches_kept = 1 if hasattr(engine, "submit_many") else 0
         self._stop = threading.Event()
         self._last_heartbeat = 0.0
         self._last_expiry = time.monotonic()
@@ -162,12 +182,16 @@ class Worker:
     def serve_forever(self) -> None:
         try:
             while not self._stop.is_set():
-                if self._socket.poll(POLL_INTERVAL_MS, zmq.POLLIN):
+                if self._socket.poll(0 if self._in_engine else POLL_INTERVAL_MS, zmq.POLLIN):
                     self._serve(self._drain())
+                else:
+                    self._finish_batches(keep=0)
                 if self._watch is not None:
                     self._forget_clients(self._watch.gone())
                 self._expire_idle_streams()
                 self._heartbeat()
+                if self._on_turn is not None:
+                    self._on_turn()
         finally:
             self._close_sockets()
 
@@ -345,38 +369,53 @@ class Worker:
             self.frames_dropped += 1
         self._pending[frame.stream_id] = frame
 
-    def _calibrate(self, envelope: tuple[bytes, ...], stream: _Stream, request: Request) -> None:
-        if request.stream in self._pending:
+    def _settle(self, stream_id: int) -> None:
+        """Answer every frame of the stream that waits or runs, so that what follows comes after them."""
+        if stream_id in self._pending or any(f.stream_id == stream_id for b in self._in_engine for f in b.frames):
             self._flush_frames()
+            self._finish_batches(keep=0)
+
+    def _calibrate(self, envelope: tuple[bytes, ...], stream: _Stream, request: Request) -> None:
+        self._settle(request.stream)
         with self._engine_errors(request):
             faces = _faces(request)
             self.engine.recalibrate(stream.engine_id, faces[0] if faces else None)
         self._send(envelope, [encode_header(MessageType.CALIBRATED, seq=request.seq, stream=request.stream)])
 
     def _close_stream(self, envelope: tuple[bytes, ...], request: Request) -> None:
-        if request.stream in self._pending:
-            self._flush_frames()
+        self._settle(request.stream)
         self._drop(request.stream)
         self._send(envelope, [encode_header(MessageType.CLOSED, seq=request.seq, stream=request.stream)])
 
     def _flush_frames(self) -> None:
-        """One engine call for every waiting frame, then one RESULT each."""
+        """Hand every waiting frame to the engine in one batch; answer the batches before it
+        (all of them, unless the engine runs one while the worker goes on)."""
         frames = [f for f in self._pending.values() if f.stream_id in self._streams]
         self._pending.clear()
-        if not frames:
-            return
-        engine_began = time.perf_counter()
-        try:
-            outputs = self.engine.step_many([(self._streams[f.stream_id].engine_id, _faces(f.request)[0]) for f in frames])
-        except Exception as error:  # the engine must not take the worker down; every stream in the batch is told
-            log.exception("engine step failed for %d streams", len(frames))
-            for f in frames:
-                reply = error_message(ErrorCode.ENGINE_FAILURE, f"engine failed: {error}", f.stream_id, f.request.seq)
-                self._send(f.envelope, reply)
-            return
-        engine_s = time.perf_counter() - engine_began
-        for frame, output in zip(frames, outputs):
-            self._send_result(frame, output, engine_began - frame.received_at, engine_s, len(frames))
+        if frames:
+            engine_frames = [(self._streams[f.stream_id].engine_id, _faces(f.request)[0]) for f in frames]
+            submit = getattr(self.engine, "submit_many", None)
+            outputs = partial(self.engine.step_many, engine_frames) if submit is None else submit(engine_frames)
+            self._in_engine.append(_Batch(frames, time.perf_counter(), outputs))
+        self._finish_batches(keep=self._batches_kept)
+
+    def _finish_batches(self, keep: int) -> None:
+        """Wait for the oldest batches' outputs until ``keep`` are left, and send one RESULT per
+        frame whose stream is still open."""
+        while len(self._in_engine) > keep:
+            batch = self._in_engine.popleft()
+            try:
+                outputs = batch.outputs()
+            except Exception as error:  # the engine must not take the worker down; every stream in the batch is told
+                log.exception("engine step failed for %d streams", len(batch.frames))
+                for f in batch.frames:
+                    reply = error_message(ErrorCode.ENGINE_FAILURE, f"engine failed: {error}", f.stream_id, f.request.seq)
+                    self._send(f.envelope, reply)
+                continue
+            engine_s = time.perf_counter() - batch.began
+            for frame, output in zip(batch.frames, outputs):
+                if frame.stream_id in self._streams:
+                    self._send_result(frame, output, batch.began - frame.received_at, engine_s, len(batch.frames))
 
     def _send_result(self, frame: _PendingFrame, output, queue_s: float, engine_s: float, batch: int) -> None:
         """RESULT with the generated crop, or with the parts of a warping model's KeypointMotion."""

@@ -8,7 +8,9 @@ Everything runs as a user would run it, through the command line: `rt-dtgan serv
 `rt-dtgan live --remote ... --no-pace` of the same clip to another. While live runs, the
 replica serving the stream is found by its process title (``ray::EngineReplica.step_many``,
 Ray's name for an actor process running that method) and killed with SIGKILL. Then the two
-videos are compared frame by frame, and the edge's failover log lines are kept.
+videos are compared frame by frame, and the edge's failover log lines are kept, with the
+client's own outages (its status line saying ``outage``: no reply for its 2 s reply timeout,
+after which it reopens the stream from its anchor, so W frames differ whatever the edge does).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--source", required=True, help="a driving clip")
     parser.add_argument("--target", required=True, help="a portrait")
     parser.add_argument("--kill-after", type=int, default=60, help="frames written by live before the kill")
+    parser.add_argument("--runs", type=int, default=3, help="runs, each with its own edge and kill")
     parser.add_argument("--json", help="write the results here")
     return parser.parse_args()
 
@@ -78,45 +81,59 @@ def kill_the_busy_replica(live: subprocess.Popen, out: Path, after_frames: int) 
     return {"pid": victim, "title": BUSY_TITLE, "frames_written_at_kill": frame}
 
 
-def main() -> None:
-    args = parse_args()
+def one_run(args: argparse.Namespace, expected: list[np.ndarray], folder: Path) -> dict:
+    """serve --ray local, live --remote through it, a replica killed -> the run's figures."""
     address = free_address()
-    with TemporaryDirectory() as folder:
-        local, remote, edge_log = Path(folder) / "local.y4m", Path(folder) / "remote.y4m", Path(folder) / "edge.log"
-        subprocess.run(cli("transfer", "--source", args.source, "--target", args.target, "--out", str(local)), check=True)
-        with edge_log.open("w") as log_file:
-            edge = subprocess.Popen(cli("serve", "--ray", "local", "--bind", address), stderr=log_file)
-        try:
-            with StreamClient(ClientConfig(address=address)) as probe:
-                probe.connect(timeout_s=HANG_S)
-            live_args = ["live", "--remote", address, "--source", args.source, "--target", args.target, "--no-pace"]
-            live = subprocess.Popen(cli(*live_args, "--output", str(remote)), stderr=subprocess.DEVNULL)
+    remote, edge_log, live_log = (folder / name for name in ("remote.y4m", "edge.log", "live.log"))
+    remote.unlink(missing_ok=True)
+    with edge_log.open("w") as log_file:
+        edge = subprocess.Popen(cli("serve", "--ray", "local", "--bind", address), stderr=log_file)
+    try:
+        with StreamClient(ClientConfig(address=address)) as probe:
+            probe.connect(timeout_s=HANG_S)
+        live_args = ["live", "--remote", address, "--source", args.source, "--target", args.target, "--no-pace"]
+        with live_log.open("w") as live_file:
+            live = subprocess.Popen(cli(*live_args, "--output", str(remote)), stderr=live_file)
             kill = kill_the_busy_replica(live, remote, args.kill_after)
             status = live.wait(timeout=HANG_S)
-        finally:
-            edge.send_signal(signal.SIGINT)
-            edge.wait(timeout=60)
-        expected, got = frames_of(local), frames_of(remote)
-        failover_lines = [re.sub(r"^\S+ ", "", line) for line in edge_log.read_text().splitlines() if "failover" in line or "lost" in line]
+    finally:
+        edge.send_signal(signal.SIGINT)
+        edge.wait(timeout=60)
+    got = frames_of(remote)
     differing = [i for i, (a, b) in enumerate(zip(expected, got)) if not np.array_equal(a, b)]
-    largest = max((int(np.abs(expected[i].astype(int) - got[i]).max()) for i in differing), default=0)
+    run = {
+        "live_exit_status": status,
+        "frames_remote": len(got),
+        "frames_differing": differing,
+        "largest_difference": max((int(np.abs(expected[i].astype(int) - got[i]).max()) for i in differing), default=0),
+        "kill": kill,
+        "edge_log": [re.sub(r"^\S+ ", "", line) for line in edge_log.read_text().splitlines() if "failover" in line or "lost" in line],
+        "client_outage_lines": sorted({line.strip() for line in re.split(r"[\r\n]", live_log.read_text()) if "outage" in line}),
+    }
     print(f"live exited {status}; {len(got)} of {len(expected)} frames; {len(differing)} differ from the local transfer "
-          f"(frames {differing}, largest difference {largest} of 255); killed {kill}")
-    for line in failover_lines:
+          f"(frames {differing}, largest difference {run['largest_difference']} of 255); killed {kill}")
+    for line in run["edge_log"]:
         print("edge:", line)
+    for line in run["client_outage_lines"]:
+        print("client:", line)
+    return run
+
+
+def main() -> None:
+    args = parse_args()
+    with TemporaryDirectory() as folder:
+        local = Path(folder) / "local.y4m"
+        subprocess.run(cli("transfer", "--source", args.source, "--target", args.target, "--out", str(local)), check=True)
+        expected = frames_of(local)
+        runs = [one_run(args, expected, Path(folder)) for _ in range(args.runs)]
     write_json(args.json, {
         "benchmark": "ray replica killed with -9 under live --remote",
         "environment": environment(),
         "commit": source_state(),
         "source": Path(args.source).name,
         "target": Path(args.target).name,
-        "live_exit_status": status,
         "frames_local": len(expected),
-        "frames_remote": len(got),
-        "frames_differing": differing,
-        "largest_difference": largest,
-        "kill": kill,
-        "edge_log": failover_lines,
+        "runs": runs,
     })
 
 

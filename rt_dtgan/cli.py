@@ -7,11 +7,11 @@ import sys
 from collections.abc import Sequence
 
 from rt_dtgan import __version__
-from rt_dtgan.commands import data, doctor, export, serve, stream, train, visualize
+from rt_dtgan.commands import data, doctor, export, serve, stream, train, visualize, web
 from rt_dtgan.commands.common import CommandLineParser, UsageError
 from rt_dtgan.errors import RtDtganError
 
-COMMAND_MODULES = (stream, serve, train, visualize, data, export, doctor)
+COMMAND_MODULES = (stream, web, serve, train, visualize, data, export, doctor)
 
 
 def build_parser() -> argparse.ArgumentParser:

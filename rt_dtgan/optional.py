@@ -12,6 +12,7 @@ EXTRA_OF_MODULE = {
     "torch_tensorrt": "trt",
     "pyvirtualcam": "vcam",
     "torch.utils.tensorboard": "train",
+    "aiortc": "web",
     "ray": "cluster",
 }
 

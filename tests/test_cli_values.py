@@ -31,6 +31,7 @@ BASE = {
     "rt-dtgan": [],
     "transfer": ["transfer", "--source", "synthetic:1", "--target", "synthetic:2", "--out", "out.mp4"],
     "demo": ["demo"],
+    "web": ["web"],
     "live": ["live", "--source", "synthetic:1", "--target", "synthetic:2"],
     "serve": ["serve"],
     "broker": ["broker"],
@@ -83,7 +84,11 @@ OPTIONS = [
         ("--source", *SOURCE), ("--target", *PORTRAIT), ("--out", *OUTPUT), ("--reference", *EXISTING_FILE),
         ("--frames", *COUNT), *FACE, *MODEL,
     ]],
-    *[("demo", *row) for row in [("--out", *OUTPUT), ("--frames", *COUNT), *FACE, *MODEL]],
+    *[("demo", *row) for row in [("--out", *OUTPUT), ("--frames", *COUNT), ("--synthetic", FLAG, FLAG), *FACE, *MODEL]],
+    *[("web", *row) for row in [
+        ("--port", "65536", "http"), ("--bind", "a" * 254, "not an address"), ("--remote", *CONNECT),
+        ("--cert", *EXISTING_FILE), ("--key", *EXISTING_FILE), ("--max-sessions", "65", "many"), *FACE, *MODEL,
+    ]],
     *[("live", *row) for row in [
         ("--camera", "-1", "cam"), ("--source", *SOURCE), ("--target", *PORTRAIT), ("--output", *OUTPUT),
         ("--reference", *EXISTING_FILE), ("--no-pace", FLAG, FLAG), ("--mirror", FLAG, FLAG), ("--size", "0x480", "big"),

@@ -15,7 +15,7 @@ LAYERS = (
     ("models", "synth", "media"),
     ("runtime", "face"),
     ("prepare", "transport", "pipeline"),
-    ("train",),
+    ("train", "web"),
     ("commands",),
     ("cli",),
     ("__main__",),

@@ -237,6 +237,21 @@ def ray_address(text: str) -> str:
     return text
 
 
+def host(text: str) -> str:
+    """An address to listen on: an IPv4 or IPv6 address, or a host name."""
+    import ipaddress
+    import re
+
+    name = _given(text, "an address").strip()
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        labels = name.rstrip(".").split(".")
+        if not all(re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?", label) for label in labels) or len(name) > 253:
+            raise argparse.ArgumentTypeError(f"must be an IP address or a host name, got {text!r}") from None
+    return name
+
+
 def strength(text: str) -> float:
     """A warping model's expression strength, within the engine's range."""
     from rt_dtgan.transport.protocol import STRENGTH_RANGE

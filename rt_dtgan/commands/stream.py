@@ -27,6 +27,8 @@ from rt_dtgan.pipeline.hooks import FrameHooks
 
 SOURCE_WAIT_S = 1.0  # live says it waits for the source after this long without a frame
 DEMO_NEXT_STEP = "next: rt-dtgan live --camera 0 --target your-photo.jpg  (or --source your-video.mp4)"
+SYNTHETIC_DEMO_FRAMES = 150
+DEMO_DRIVER, DEMO_PORTRAIT = "swiz3n.mp4", "lwbsza.jpg"  # in rt_dtgan/assets/grid, with ATTRIBUTION.md
 MIN_PORTRAIT_SIZE = 64
 MAX_FACES = 10
 MAX_FPS = 1000.0
@@ -53,14 +55,18 @@ def add_parsers(commands) -> None:
 
     demo = commands.add_parser(
         "demo",
-        help="write a short video of a synthetic face driving a synthetic portrait (no camera or files needed)",
-        description="transfer with a synthetic driver and portrait: the first thing to run after installing.",
+        help="write a short video of a real face driving a portrait of another person, side by side (no camera or files needed)",
+        description="transfer of a GRID corpus speaker (shipped, CC BY 4.0) onto a frame of another, the driver on the "
+        "left of the result: the first thing to run after installing.",
     )
     demo.add_argument("--out", type=output, default="rt-dtgan-demo.mp4", help="output video (default: %(default)s)")
-    demo.add_argument("--frames", type=integer(1), default=150, help="length in frames, at 30 fps (default: %(default)s)")
+    demo.add_argument(
+        "--frames", type=integer(1), help=f"stop after this many frames (default: the whole clip; --synthetic: {SYNTHETIC_DEMO_FRAMES})"
+    )
+    demo.add_argument("--synthetic", action="store_true", help="a synthetic face driving a synthetic portrait instead")
     add_face_arguments(demo)
     add_model_arguments(demo)
-    demo.set_defaults(handler=run_transfer, source="synthetic:9", target="synthetic:8", reference=None, next_step=DEMO_NEXT_STEP)
+    demo.set_defaults(handler=run_demo, reference=None, next_step=DEMO_NEXT_STEP)
 
     live = commands.add_parser(
         "live",
@@ -97,11 +103,11 @@ def add_parsers(commands) -> None:
     live.set_defaults(handler=run_live)
 
 
-def add_face_arguments(parser: argparse.ArgumentParser) -> None:
+def add_face_arguments(parser: argparse.ArgumentParser, portrait_size: int = PORTRAIT_SIZE) -> None:
     parser.add_argument(
-        "--portrait-size", type=integer(MIN_PORTRAIT_SIZE, also=0), default=PORTRAIT_SIZE, metavar="PIXELS",
+        "--portrait-size", type=integer(MIN_PORTRAIT_SIZE, also=0), default=portrait_size, metavar="PIXELS",
         help=f"longest side in pixels of the portrait (and --reference): a larger one is downscaled once, at load, "
-        f"and the output has its size (default {PORTRAIT_SIZE}; 0 keeps the portrait's own size)",
+        f"and the output has its size (default {portrait_size}; 0 keeps the portrait's own size)",
     )
     parser.add_argument(
         "--auto-reference", action="store_true",
@@ -180,32 +186,55 @@ def _local_engine(args: argparse.Namespace):
 def _remote_engine(args: argparse.Namespace, blocking: bool):
     """As _local_engine, for a worker at --remote: crops aligned as its model says, sent with
     their meshes where it reads meshes or warps."""
-    from rt_dtgan.transport import ClientConfig, ClientKeys, RemoteDriver, StreamClient
+    from rt_dtgan.transport import RemoteDriver
 
-    if bool(args.client_key) != bool(args.server_key):
-        raise UsageError("--client-key and --server-key go together (both made by `rt-dtgan keys`)")
-    keys = ClientKeys(Path(args.client_key), Path(args.server_key)) if args.client_key else None
-    image_format = "jpeg" if args.compress else "rgb24"
-    client = StreamClient(ClientConfig(address=args.remote, frame_format=image_format, result_format=image_format, keys=keys))
-    size = client.connect()
-    faces = "crops and meshes" if client.model.needs_mesh else "crops"
-    print(f"engine: remote worker at {args.remote}, {size} px {faces}, {image_format} frames", file=sys.stderr)
+    client, config = connect_remote(args)
 
     def make_driver(target, reference):
         return RemoteDriver(client, target, reference, blocking, args.strength)
 
-    return client.model.preprocess(size), make_driver
+    return config, make_driver
+
+
+def connect_remote(args: argparse.Namespace, quiet: bool = False):
+    """A StreamClient connected to the worker at --remote (with --compress and the keys, where
+    the command has them) -> (client, the PreprocessConfig its model aligns faces with)."""
+    from rt_dtgan.transport import ClientConfig, ClientKeys, StreamClient
+
+    client_key, server_key = getattr(args, "client_key", None), getattr(args, "server_key", None)
+    if bool(client_key) != bool(server_key):
+        raise UsageError("--client-key and --server-key go together (both made by `rt-dtgan keys`)")
+    keys = ClientKeys(Path(client_key), Path(server_key)) if client_key else None
+    image_format = "jpeg" if getattr(args, "compress", False) else "rgb24"
+    client = StreamClient(ClientConfig(address=args.remote, frame_format=image_format, result_format=image_format, keys=keys))
+    size = client.connect()
+    if not quiet:
+        faces = "crops and meshes" if client.model.needs_mesh else "crops"
+        print(f"engine: remote worker at {args.remote}, {size} px {faces}, {image_format} frames", file=sys.stderr)
+    return client, client.model.preprocess(size)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """transfer of the shipped GRID speaker onto the shipped portrait, side by side, or with --synthetic the synthetic pair."""
+    from importlib import resources
+
+    if args.synthetic:
+        args.source, args.target, args.beside = "synthetic:9", "synthetic:8", False
+        args.frames = args.frames or SYNTHETIC_DEMO_FRAMES
+    else:
+        shipped = resources.files("rt_dtgan") / "assets" / "grid"
+        args.source, args.target, args.beside = str(shipped / DEMO_DRIVER), str(shipped / DEMO_PORTRAIT), True
+    return run_transfer(args)
 
 
 def run_transfer(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from rt_dtgan.media import BlockingCapture, open_sinks
+    from rt_dtgan.media import BlockingCapture
     from rt_dtgan.pipeline import run_frames
 
     source, transfer = _open_transfer(args, args.source, pace=False)
-    height, width = transfer.target.image.shape[:2]
-    with source, BlockingCapture(source) as capture, open_sinks([args.out], width, height, source.fps) as sink:
+    with source, BlockingCapture(source) as capture, _transfer_sink(args, transfer.target.image.shape[:2], source) as sink:
         known = [count for count in (args.frames, source.frame_count) if count]
         bar = tqdm(total=min(known) if known else None, desc="transfer", unit="frame", file=sys.stderr)
         progress = _Progress(bar)
@@ -243,6 +272,21 @@ def run_live(args: argparse.Namespace) -> int:
                 control.close()
             print(file=sys.stderr)
     return 0
+
+
+def _transfer_sink(args: argparse.Namespace, portrait_shape: tuple[int, int], source):
+    """The output of ``transfer``, the portrait's size; for the demo (``args.beside``) with a second
+    reader of the source on the left, brought to the portrait's height."""
+    from rt_dtgan.media import open_sinks, open_source
+    from rt_dtgan.media.side_by_side import SideBySideSink
+
+    height, width = portrait_shape
+    if not getattr(args, "beside", False):
+        return open_sinks([args.out], width, height, source.fps)
+    source_width, source_height = source.size
+    driver_width = 2 * round(source_width * height / source_height / 2)
+    driver = open_source(args.source, (driver_width, height), pace=False)
+    return SideBySideSink(open_sinks([args.out], driver_width + width, height, source.fps), driver)
 
 
 class _Progress(FrameHooks):

@@ -51,7 +51,9 @@ def add_parsers(commands) -> None:
     add_model_arguments(serve, threads=None)
     serve.set_defaults(handler=run_serve)
 
-    broker = commands.add_parser("broker", help="spread streams over several workers (load balancing)")
+    broker = commands.add_parser(
+        "broker", help="spread streams over workers that dial out to it (more engines on a Ray cluster: serve --ray)"
+    )
     broker.add_argument("--front", type=bind_address, default=DEFAULT_ADDRESS, help="address clients connect to")
     broker.add_argument("--back", type=bind_address, default=DEFAULT_BROKER_BACK, help="address workers connect to")
     broker.add_argument("--curve-dir", type=existing_folder, help="as for serve; needed beyond loopback")

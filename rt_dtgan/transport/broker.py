@@ -10,7 +10,9 @@ next message gets ERROR 404 and the client reopens elsewhere. A client whose con
 closes has its streams closed on their workers at once (the broker sends their CLOSE).
 OPENs are admitted under ClientLimits, as a bound worker admits them. All workers serve the
 crop size and model of the first one to join (a client learns them from one PONG and may be
-reopened on any of them).
+reopened on any of them). It is kept for workers that can only dial out (one outbound
+CURVE connection each); more engines behind one address, with failover that keeps the
+streams' state, are the Ray edge's (transport/cluster.py, docs/protocol.md section 6).
 """
 
 from __future__ import annotations

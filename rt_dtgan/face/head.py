@@ -56,6 +56,9 @@ SHELL_SCALES = (1.3, 1.6)
 SHELL_DEPTH = 0.3
 DEPTH_STRIDE = 4
 HEAD_GRID = 48
+# The head's map is made on blocks of COARSE x COARSE pixels and upsampled once, by the renderer,
+# after the expression's field is added to it: a quarter of the per-pixel work.
+COARSE = 2
 INVERSION_STEPS = 4
 MOVING_MARGIN = 3  # grid cells around those that move: the unfolding's blur reaches two
 # Past the knee an angle (degrees: yaw, pitch, roll) bends smoothly toward the cap.
@@ -202,31 +205,31 @@ class HeadRig:
         step = tuple(size / HEAD_GRID)
         unfolded = unfold(torch.from_numpy(sources - self.points).unsqueeze(0), step, HEAD_LEAST_JACOBIAN)[0].numpy()
         rows, columns = self._moving_part(weight, size / HEAD_GRID)
-        # Upsampled from the grid's cell centres (the maps made once), the displacement stays 0
-        # out to the box's edge.
-        grid_x, grid_y = self._grid_maps
+        # On the coarse pixels of that part (COARSE x COARSE blocks), upsampled from the grid's
+        # cell centres with maps made once; the displacement stays 0 out to the box's edge.
+        coarse = slice(rows.start // COARSE, -(-rows.stop // COARSE)), slice(columns.start // COARSE, -(-columns.stop // COARSE))
+        grid_x, grid_y, centres = self._coarse_maps
         moved_by = cv2.remap(
-            unfolded.astype(np.float32), grid_x[rows, columns], grid_y[rows, columns], cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_REPLICATE,
+            unfolded.astype(np.float32), grid_x[coarse], grid_y[coarse], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
         )
-        moved_by += self._pixel_centres[rows, columns]
-        shift = (self.rows.start, self.columns.start)
         return HeadSampling(
-            slice(rows.start + shift[0], rows.stop + shift[0]), slice(columns.start + shift[1], columns.stop + shift[1]),
-            moved_by, float(np.abs(unfolded).max()) + 1.0,
+            slice(rows.start + self.rows.start, rows.stop + self.rows.start),
+            slice(columns.start + self.columns.start, columns.stop + self.columns.start),
+            centres[coarse],
+            moved_by,
         )
 
     def _moving_part(self, weight: np.ndarray, cell: np.ndarray) -> tuple[slice, slice]:
         """(rows, columns) of the box (relative) that the head's motion reaches: the grid's
         cells of non-zero ``weight`` (G, G), widened by MOVING_MARGIN cells (what the unfolding
-        spreads), in pixels of ``cell`` (x, y) each."""
+        spreads), in pixels of ``cell`` (x, y) each; it starts on a coarse block's corner."""
         reached_rows, reached_columns = np.nonzero(weight.any(axis=1))[0], np.nonzero(weight.any(axis=0))[0]
         height, width = self._size
         if not len(reached_rows):
             return slice(0, 0), slice(0, 0)
         first = np.maximum([reached_rows[0], reached_columns[0]] - np.array(MOVING_MARGIN), 0)
         last = np.minimum([reached_rows[-1], reached_columns[-1]] + np.array(MOVING_MARGIN) + 1, HEAD_GRID)
-        top, left = int(first[0] * cell[1]), int(first[1] * cell[0])
+        top, left = (int(first[0] * cell[1]) // COARSE) * COARSE, (int(first[1] * cell[0]) // COARSE) * COARSE
         bottom, right = min(int(np.ceil(last[0] * cell[1])), height), min(int(np.ceil(last[1] * cell[0])), width)
         return slice(top, bottom), slice(left, right)
 
@@ -236,13 +239,16 @@ class HeadRig:
         return self.rows.stop - self.rows.start, self.columns.stop - self.columns.start
 
     @cached_property
-    def _grid_maps(self) -> tuple[np.ndarray, np.ndarray]:
-        """Two (h, w) float32 maps, made once: each box pixel's column and row on the grid
-        (cv2.remap's indices of the cells' centres)."""
+    def _coarse_maps(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Made once over the box's coarse pixels (ceil(h / COARSE), ceil(w / COARSE)): their
+        column and row on the grid (two float32 maps, cv2.remap's indices of the cells'
+        centres) and their centres (.., 2) float32 in continuous image coordinates."""
         height, width = self._size
-        along = [((np.arange(side) + 0.5) * HEAD_GRID / side - 0.5).astype(np.float32) for side in (width, height)]
+        centres = [np.arange(-(-side // COARSE)) * COARSE + COARSE / 2 for side in (width, height)]
+        along = [(centre * HEAD_GRID / side - 0.5).astype(np.float32) for centre, side in zip(centres, (width, height))]
         columns, rows = np.meshgrid(*along)
-        return columns, rows
+        image = np.stack(np.meshgrid(centres[0] + self.columns.start, centres[1] + self.rows.start), axis=-1)
+        return columns, rows, image.astype(np.float32)
 
     def _weight(self, motion_of: np.ndarray) -> np.ndarray:
         """(G, G, 2) each point's motion with the head -> (G, G) how much of it it takes: 1 inside
@@ -252,11 +258,6 @@ class HeadRig:
         largest = np.linalg.norm(motion_of[outline], axis=-1).max(initial=0.0) / self.unit
         band = np.clip(FOLD_MARGIN * largest / HEAD_RADII.min(), *FADE_BAND)
         return 1.0 - smoothstep((self.radius - 1.0) / band)
-
-    @cached_property
-    def _pixel_centres(self) -> np.ndarray:
-        """(h, w, 2) float32 continuous image coordinates of the box's pixel centres, made once."""
-        return (pixel_centres(*self._size) + [self.columns.start, self.rows.start]).astype(np.float32)
 
 
 def smoothstep(values: np.ndarray) -> np.ndarray:
@@ -293,13 +294,35 @@ def _spline_surface(anchors: np.ndarray, grid: np.ndarray, unit: float) -> np.nd
 
 @dataclass(frozen=True, eq=False)
 class HeadSampling:
-    """The head's motion over a box of the portrait: ``rows`` x ``columns``, and for each of
-    its pixels the portrait position (x, y) it samples, ``positions`` (h, w, 2) float32 in
-    continuous image coordinates (a pixel's centre at +0.5); ``reach``, how far (pixels) any
-    pixel samples from itself at most."""
+    """The head's motion over a box of the portrait, ``rows`` x ``columns`` (h x w pixels), on
+    its coarse pixels (COARSE x COARSE blocks from the box's corner): their ``centres`` and how
+    far each samples from its centre, ``moved_by``, (ceil(h / COARSE), ceil(w / COARSE), 2)
+    float32, (x, y) in continuous image coordinates (a pixel's centre at +0.5) and pixels. The
+    map is smooth (a 48-cell grid's, over the whole head), 0 at the box's edge: between coarse
+    pixels, bilinear interpolation is exact to a small fraction of a pixel."""
 
     rows: slice
     columns: slice
-    positions: np.ndarray
-    reach: float
+    centres: np.ndarray
+    moved_by: np.ndarray
 
+    @property
+    def positions(self) -> np.ndarray:
+        """(h, w, 2) float32: where every pixel samples, the coarse motion upsampled."""
+        height, width = self.rows.stop - self.rows.start, self.columns.stop - self.columns.start
+        own = pixel_centres(height, width) + [self.columns.start, self.rows.start]
+        return upsampled(self.moved_by, slice(0, height), slice(0, width)) + own.astype(np.float32)
+
+
+def upsampled(coarse: np.ndarray, rows: slice, columns: slice) -> np.ndarray:
+    """(ch, cw, C) float32 values at the centres of COARSE x COARSE blocks -> (len(rows),
+    len(columns), C) at the centres of those pixels (counted from the blocks' corner; rows.stop
+    <= COARSE * ch), bilinear, the map's edges repeated: the same values whatever part is asked."""
+    # A block of the coarse map one coarse pixel wider than the part asked, where that is inside
+    # the map: its own edges, which cv2.resize repeats, then never touch the part asked.
+    top, left = max(rows.start // COARSE - 1, 0), max(columns.start // COARSE - 1, 0)
+    bottom = min(-(-rows.stop // COARSE) + 1, coarse.shape[0])
+    right = min(-(-columns.stop // COARSE) + 1, coarse.shape[1])
+    block = np.ascontiguousarray(coarse[top:bottom, left:right])
+    full = cv2.resize(block, ((right - left) * COARSE, (bottom - top) * COARSE), interpolation=cv2.INTER_LINEAR)
+    return full[rows.start - top * COARSE : rows.stop - top * COARSE, columns.start - left * COARSE : columns.stop - left * COARSE]

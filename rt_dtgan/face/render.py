@@ -20,6 +20,7 @@ where the look's shift says, before the head's motion, so it is carried along to
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -27,7 +28,7 @@ import numpy as np
 from rt_dtgan.face.align import pixel_centres
 from rt_dtgan.face.errors import FaceError
 from rt_dtgan.face.gaze import GazeShift
-from rt_dtgan.face.head import HeadSampling
+from rt_dtgan.face.head import COARSE, HeadSampling, upsampled
 from rt_dtgan.face.target import Target
 
 
@@ -97,7 +98,7 @@ class WarpPlan:
         output = self.target.image.copy()
         if field is not None and not (head is not None and self._inside(head)):
             output[self.rows, self.columns] = self._sample(field + self.box_indices, self.crop_x, self.crop_y, mask, colour)
-        if head is not None and head.positions.size:
+        if head is not None and head.moved_by.size:
             output[head.rows, head.columns] = self._render_head(head, field, mask, colour)
         return output
 
@@ -106,26 +107,53 @@ class WarpPlan:
     ) -> np.ndarray:
         """The part of the portrait the head moves (h, w, 3) uint8: the head's sampling, the
         expression's ``field`` (or None) where it points, the refiner's colours painted there."""
-        # Only the head pixels that can sample the face's box see its field and the refiner's
-        # colours: the face's box widened by how far the head moves anything.
-        near = self._near_face(head)
-        positions = np.ascontiguousarray(head.positions[near])
-        indices = head.positions - 0.5
+        # Composed on the head's coarse pixels, then upsampled once: both maps are smooth on
+        # that scale (the field bilinear over cells of the crop's grid, the head's over 48 cells).
+        moved_by = head.moved_by
         if field is not None:
-            in_box = positions - np.array([self.columns.start + 0.5, self.rows.start + 0.5], dtype=np.float32)
-            indices[near] += cv2.remap(field, in_box[..., 0], in_box[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        # Bilinear over the part that moves (hair, ears, neck: about 5 times cheaper than
-        # bicubic here), bicubic over the face's box, as _sample, where the detail is. Beyond
-        # the image's edge its edge repeats (mirrored, the hair above came back as a blob).
-        warped = cv2.remap(self.target.image, indices, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            in_box = head.centres + moved_by - np.array([self.columns.start + 0.5, self.rows.start + 0.5], dtype=np.float32)
+            moved_by = moved_by + cv2.remap(field, in_box, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        height, width = head.rows.stop - head.rows.start, head.columns.stop - head.columns.start
+        full = upsampled(moved_by, slice(0, height), slice(0, width)) + self._image_indices[head.rows, head.columns]
+        # Bilinear around the face's box (hair, ears, neck: about 5 times cheaper than bicubic
+        # here), bicubic over it, as _sample, where the detail is. Beyond the image's edge its
+        # edge repeats (mirrored, the hair above came back as a blob).
+        warped = np.empty((height, width, 3), np.uint8)
         face = _within(self.rows, self.columns, head.rows, head.columns)
-        warped[face] = cv2.remap(
-            self.target.image, np.ascontiguousarray(indices[face]), None, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
-        )
+        parts = [(part, cv2.INTER_LINEAR) for part in _around(face, height, width)] + [(face, cv2.INTER_CUBIC)]
+        for part, interpolation in parts:
+            if part[0].stop > part[0].start and part[1].stop > part[1].start:
+                indices_there = np.ascontiguousarray(full[part])
+                warped[part] = cv2.remap(self.target.image, indices_there, None, interpolation, borderMode=cv2.BORDER_REPLICATE)
         if mask is not None:
-            crop = cv2.transform(positions, np.hstack([self.crop_matrix, self.crop_offset[:, None]]))
-            self._paint(warped[near], np.ascontiguousarray(crop[..., 0]), np.ascontiguousarray(crop[..., 1]), mask, colour)
+            self._paint_head(warped, head, mask, colour)
         return warped
+
+    def _paint_head(self, warped: np.ndarray, head: HeadSampling, mask: np.ndarray, colour: np.ndarray) -> None:
+        """Blend the refiner's colours into the head's part ``warped`` (h, w, 3), in place, where
+        the moved face shows its mask: over the pixels whose head position falls near the mask."""
+        extent = _mask_extent(mask)
+        if extent is None:
+            return
+        affine = np.hstack([self.crop_matrix, self.crop_offset[:, None]])
+        crop = cv2.transform(head.centres + head.moved_by, affine)
+        (low, high), slack = extent, 2.0 * COARSE * float(np.abs(self.crop_matrix).max())
+        inside = ((crop >= low - slack) & (crop <= high + slack)).all(axis=-1)
+        coarse_rows, coarse_columns = np.nonzero(inside.any(axis=1))[0], np.nonzero(inside.any(axis=0))[0]
+        if not len(coarse_rows):
+            return
+        height, width = warped.shape[:2]
+        rows = slice(max((coarse_rows[0] - 1) * COARSE, 0), min((coarse_rows[-1] + 2) * COARSE, height))
+        columns = slice(max((coarse_columns[0] - 1) * COARSE, 0), min((coarse_columns[-1] + 2) * COARSE, width))
+        at = upsampled(head.moved_by, rows, columns) + self._image_indices[head.rows, head.columns][rows, columns] + 0.5
+        crop = cv2.transform(np.ascontiguousarray(at), affine)
+        self._paint(warped[rows, columns], np.ascontiguousarray(crop[..., 0]), np.ascontiguousarray(crop[..., 1]), mask, colour)
+
+    @cached_property
+    def _image_indices(self) -> np.ndarray:
+        """(H, W, 2) float32 every portrait pixel's own cv2.remap indices (x, y), made once."""
+        height, width = self.target.image.shape[:2]
+        return (pixel_centres(height, width) - 0.5).astype(np.float32)
 
     def _looking(self, field: np.ndarray | None, gaze: GazeShift) -> np.ndarray:
         """The expression's ``field`` (h, w, 2) over the face's box (None: still) with each
@@ -142,12 +170,6 @@ class WarpPlan:
         """Whether the face's box lies inside the part the head moves (drawn there anyway)."""
         return (head.rows.start <= self.rows.start and self.rows.stop <= head.rows.stop
                 and head.columns.start <= self.columns.start and self.columns.stop <= head.columns.stop)  # fmt: skip
-
-    def _near_face(self, head: HeadSampling) -> tuple[slice, slice]:
-        """The part of the head's box (relative slices) whose pixels may sample the face's box."""
-        reach = int(np.ceil(head.reach))
-        rows = slice(self.rows.start - reach, self.rows.stop + reach)
-        return _within(rows, slice(self.columns.start - reach, self.columns.stop + reach), head.rows, head.columns)
 
     def _expression_field(self, grid: np.ndarray) -> np.ndarray:
         """grid (G, G, 2) -> (h, w, 2) float32 displacement in image pixels over the box."""
@@ -176,11 +198,10 @@ class WarpPlan:
         """Blend ``colour`` into the warped pixels (h, w, 3) uint8, in place, where ``mask`` is
         not 0 at their crop indices ``crop_x``, ``crop_y`` (h, w): only over the pixels
         around the mask's own extent."""
-        painted_rows, painted_columns = np.nonzero(mask)
-        if not len(painted_rows):
+        extent = _mask_extent(mask)
+        if extent is None:
             return
-        low = np.array([painted_columns.min() - 1.5, painted_rows.min() - 1.5], dtype=np.float32)
-        high = np.array([painted_columns.max() + 1.5, painted_rows.max() + 1.5], dtype=np.float32)
+        low, high = extent
         inside = (crop_x >= low[0]) & (crop_x <= high[0]) & (crop_y >= low[1]) & (crop_y <= high[1])
         box_rows, box_columns = np.nonzero(inside.any(axis=1))[0], np.nonzero(inside.any(axis=0))[0]
         if not len(box_rows):
@@ -201,3 +222,26 @@ def _within(rows: slice, columns: slice, outer_rows: slice, outer_columns: slice
     bottom = min(max(rows.stop - outer_rows.start, top), height)
     right = min(max(columns.stop - outer_columns.start, left), width)
     return slice(top, bottom), slice(left, right)
+
+
+def _mask_extent(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """mask (S, S) uint8 -> (low, high) (2,) float32 crop indices (x, y) around its non-zero
+    pixels, 1.5 pixels out (what bilinear sampling of it reaches), or None where it is all 0."""
+    painted_rows, painted_columns = np.nonzero(mask)
+    if not len(painted_rows):
+        return None
+    low = np.array([painted_columns.min() - 1.5, painted_rows.min() - 1.5], dtype=np.float32)
+    high = np.array([painted_columns.max() + 1.5, painted_rows.max() + 1.5], dtype=np.float32)
+    return low, high
+
+
+def _around(inner: tuple[slice, slice], height: int, width: int) -> list[tuple[slice, slice]]:
+    """The parts of a height x width box outside its part ``inner`` (relative slices): the rows
+    above and below it, and beside it to its left and right."""
+    rows, columns = inner
+    return [
+        (slice(0, rows.start), slice(0, width)),
+        (slice(rows.stop, height), slice(0, width)),
+        (rows, slice(0, columns.start)),
+        (rows, slice(columns.stop, width)),
+    ]

@@ -39,6 +39,7 @@ from common import environment, percentiles, print_table, thread_cpu_s, write_js
 
 from rt_dtgan.config import PORTRAIT_SIZE, POSE_MODES, ModelConfig  # noqa: E402
 from rt_dtgan.face import FaceTracker  # noqa: E402
+from rt_dtgan.face.gaze import GazeFollower  # noqa: E402
 from rt_dtgan.face.head import HeadFollower  # noqa: E402
 from rt_dtgan.media import (  # noqa: E402
     Capture,
@@ -295,13 +296,13 @@ def main() -> None:
         target = load_target_spec(target_spec, config, max_side=PORTRAIT_SIZE)
         height, width = target.image.shape[:2]
         size = (width, height)
-        transfer = FaceTransfer(LocalDriver(engine, target), target, FaceTracker(config), head=HeadFollower(args.pose))
+        transfer = FaceTransfer(LocalDriver(engine, target), target, FaceTracker(config), head=HeadFollower(args.pose), gaze=GazeFollower())
         looping = LoopingCapture(source_spec)
         unpaced_run(transfer, looping, output(args.sink, workdir, "warmup"), size, 20)
         stages, fps, found, cpu_ms = unpaced_run(transfer, looping, output(args.sink, workdir, "unpaced"), size, args.frames)
         looping.close()
         transfer.close()
-        transfer = FaceTransfer(LocalDriver(engine, target), target, FaceTracker(config), head=HeadFollower(args.pose))
+        transfer = FaceTransfer(LocalDriver(engine, target), target, FaceTracker(config), head=HeadFollower(args.pose), gaze=GazeFollower())
         paced, dropped, source_fps = paced_run(transfer, source_spec, output(args.sink, workdir, "paced"), size, args.paced_frames)
         transfer.close()
     rows = [{"stage": name, **percentiles(times)} for name, times in stages.items()]

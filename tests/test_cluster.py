@@ -4,6 +4,7 @@ compared with a local StreamEngine's. A geometry model at 64 px with fresh, live
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -165,6 +166,53 @@ def test_a_second_edge_at_the_same_address_takes_the_stream_over(local_ray, mode
     assert len(results) == len(faces)
     for result, expected in zip(results[:8] + results[12:], local[:8] + local[12:]):
         assert_same_motion(result.motion, expected)
+
+
+class BackgroundEngine:
+    """A StreamEngine whose batches run only when their outputs are asked for, as a replica's
+    run while the edge reads on: the Worker keeps one out (``submit_many``)."""
+
+    def __init__(self, engine: StreamEngine) -> None:
+        self.engine = engine
+        self.size, self.config = engine.size, engine.config
+        self.open, self.recalibrate, self.close = engine.open, engine.recalibrate, engine.close
+        self.frames_seen, self.step_many = engine.frames_seen, engine.step_many
+
+    def submit_many(self, frames):
+        return lambda: self.engine.step_many(frames)
+
+
+def test_a_calibrate_comes_after_the_frames_before_it_while_a_batch_runs_in_the_background(lively_model):
+    """FRAME then CALIBRATE in one burst: the frame is stepped (and answered) before the
+    recalibration, so the frame after it, not that one, becomes the new anchor."""
+    import zmq
+    from conftest import header
+
+    crops = [np.random.default_rng(i).integers(0, 256, (64, 64, 3), dtype=np.uint8) for i in range(4)]
+    image = {"format": "rgb24", "width": 64, "height": 64}
+    worker = Worker(WorkerConfig(bind=LOOPBACK), BackgroundEngine(StreamEngine(TorchBackend(lively_model))))
+    with serving(worker), zmq.Context() as context, context.socket(zmq.DEALER) as socket:
+        socket.linger = 0
+        socket.connect(worker.address)
+
+        def replies(count: int) -> list[dict]:
+            got = []
+            while len(got) < count:
+                assert socket.poll(int(HANG_S * 1000)), f"no reply after {got}"
+                got.append(json.loads(socket.recv_multipart()[0]))
+            return got
+
+        socket.send_multipart([header(type="OPEN", seq=1, **image), crops[0].tobytes()])
+        stream = replies(1)[0]["stream"]
+        socket.send_multipart([header(type="FRAME", seq=2, stream=stream, **image), crops[1].tobytes()])
+        assert replies(1)[0]["anchor"] is True
+        socket.send_multipart([header(type="FRAME", seq=3, stream=stream, **image), crops[2].tobytes()])
+        socket.send_multipart([header(type="CALIBRATE", seq=4, stream=stream)])
+        socket.send_multipart([header(type="FRAME", seq=5, stream=stream, **image), crops[3].tobytes()])
+        answered = replies(3)
+    assert [(r["type"], r["seq"], r.get("anchor")) for r in answered] == [
+        ("RESULT", 3, False), ("CALIBRATED", 4, None), ("RESULT", 5, True)
+    ]
 
 
 def test_serve_ray_without_ray_names_the_extra():

@@ -73,7 +73,7 @@ def replica_pid(pool: ReplicaPool, stream_id: int) -> int:
 
 
 def ready_replicas(pool: ReplicaPool) -> int:
-    return sum(streams >= 0 for streams in pool.replica_names.values())
+    return sum(streams >= 0 for streams in pool.replica_streams.values())
 
 
 def tick_until(pool: ReplicaPool, condition) -> None:
@@ -82,7 +82,7 @@ def tick_until(pool: ReplicaPool, condition) -> None:
 
     deadline = time.monotonic() + HANG_S * 4
     while not condition():
-        assert time.monotonic() < deadline, f"never happened; replicas {pool.replica_names}"
+        assert time.monotonic() < deadline, f"never happened; replicas {pool.replica_streams}"
         pool.tick()
         time.sleep(0.05)
 
@@ -106,7 +106,7 @@ def test_a_replica_killed_mid_stream_loses_no_frame_and_changes_no_output(local_
                         for out, output in zip(outputs, collect()):
                             out.append(output)
                     running = running[len(running) - (t < 11):]
-        assert pool.failovers == 1 and len(pool.replica_names) == 1
+        assert pool.failovers == 1 and len(pool.replica_streams) == 1
         failovers = [line for line in caplog.text.splitlines() if "failover: " in line]
         assert failovers and all(f"stream {streams[0]} frame " in line for line in failovers), caplog.text
         for portrait, face_list, got in zip(portraits, faces, outputs):
@@ -129,9 +129,9 @@ def test_replicas_grow_with_streams_and_a_drained_one_hands_its_streams_over_exa
         outputs = [pool.step_many([(first, face)])[0] for face in faces[:6]]
         pool.close(second)
         pool.close(third)
-        tick_until(pool, lambda: len(pool.replica_names) == 1)
+        tick_until(pool, lambda: len(pool.replica_streams) == 1)
         pool.drain(pool.stream_replica(first))  # below min_replicas: a new replica takes the stream, exactly
-        assert len(pool.replica_names) == 1 and pool.stream_replica(first) in pool.replica_names
+        assert len(pool.replica_streams) == 1 and pool.stream_replica(first) in pool.replica_streams
         outputs += [pool.step_many([(first, face)])[0] for face in faces[6:]]
         for remote, local in zip(outputs, local_outputs(model, portraits[0], faces), strict=True):
             assert_same_motion(remote, local)

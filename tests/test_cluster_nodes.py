@@ -69,9 +69,9 @@ def test_a_node_killed_mid_run_costs_no_frame_and_no_output(two_nodes, caplog):
     config = ClusterConfig(min_replicas=2, max_replicas=2, replica_cpus=1, step_timeout_s=30.0, start_timeout_s=120.0)
     pool = ReplicaPool(config, recipe)
     try:
-        tick_until(pool, lambda: min(pool.replica_names.values()) >= 0)
+        tick_until(pool, lambda: min(pool.replica_streams.values()) >= 0)
         streams = [pool.open(portrait) for portrait in portraits]
-        held = {name: count for name, count in pool.replica_names.items()}
+        held = {name: count for name, count in pool.replica_streams.items()}
         assert sorted(held.values()) == [STREAMS // 2, STREAMS // 2], held
         outputs = [[] for _ in streams]
         for t in range(FRAMES):
@@ -80,7 +80,7 @@ def test_a_node_killed_mid_run_costs_no_frame_and_no_output(two_nodes, caplog):
             with caplog.at_level(logging.WARNING, logger="rt_dtgan.transport.cluster"):
                 for out, output in zip(outputs, pool.step_many([(s, drive[t]) for s, drive in zip(streams, drives)])):
                     out.append(output)
-        assert pool.failovers == 1 and len(pool.replica_names) == 1
+        assert pool.failovers == 1 and len(pool.replica_streams) == 1
         assert "failover: " in caplog.text and f"frame {KILL_AT + 1} (1-based)" in caplog.text
     finally:
         pool.shutdown()

@@ -285,7 +285,7 @@ class ReplicaPool:
         """Move the replica's streams to the others (rebuilt exactly), then stop it."""
         replica = self._replicas.pop(name)
         log.info("draining %s: %d streams move to the other replicas", name, len(replica.streams))
-        self._place(sorted(replica.streams))
+        self._place(sorted(replica.streams & self._streams.keys()))
         ray.kill(replica.handle)
 
     def shutdown(self) -> None:
@@ -294,7 +294,7 @@ class ReplicaPool:
         self._replicas.clear()
 
     @property
-    def replica_names(self) -> dict[str, int]:
+    def replica_streams(self) -> dict[str, int]:
         """Each replica's name -> its streams (-1 while it starts)."""
         return {name: -1 if r.ready is not None else len(r.streams) for name, r in self._replicas.items()}
 
@@ -378,6 +378,7 @@ class ReplicaPool:
             for stream_id in waiting:
                 replica = self._least_loaded()
                 replica.streams.add(stream_id)
+                self._streams[stream_id].replica = replica.name
                 groups[replica.name].append(stream_id)
             calls = {
                 name: self._replicas[name].handle.rebuild.remote([self._streams[i].record() for i in ids])
@@ -391,7 +392,7 @@ class ReplicaPool:
                     waiting += self._lose(name, lost.reason)
                     continue
                 for stream_id, engine_id in zip(groups[name], engine_ids):
-                    self._streams[stream_id].replica, self._streams[stream_id].engine_id = name, engine_id
+                    self._streams[stream_id].engine_id = engine_id
         self._send_again()
 
     def _send(self, indices: Sequence[int], flight: _Flight) -> list[_Call]:
@@ -445,7 +446,7 @@ class ReplicaPool:
         self.failovers += 1
         self._meter.failovers.inc()
         log.warning("replica %s lost (%s): %d streams move to the other replicas", name, reason, len(replica.streams))
-        return sorted(replica.streams)
+        return sorted(replica.streams & self._streams.keys())
 
     def _forget(self, stream_id: int) -> _Replica | None:
         """Drop the stream's record -> the replica that held it, if it still lives."""
@@ -526,7 +527,8 @@ def run_edge(worker: WorkerConfig, cluster: ClusterConfig, make_engine: Callable
         pool = ReplicaPool(cluster, make_engine)
         try:
             edge = Worker(worker, pool, on_turn=pool.tick)
-            log.info("edge %s on %s: %s", worker.name, edge.address, pool.status_line())
+            log.info("edge %s on %s, replicas serving %s: %s", worker.name, edge.address, pool.backend_description,
+                     pool.status_line())
             with stop_on_signals(edge):
                 edge.serve_forever()
         finally:

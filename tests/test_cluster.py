@@ -225,6 +225,17 @@ def test_serve_ray_without_ray_names_the_extra():
     ]
 
 
+def test_serve_ray_refuses_a_broker_and_more_min_replicas_than_max(capsys):
+    from rt_dtgan.cli import main
+
+    assert main(["serve", "--ray", "local", "--min-replicas", "3", "--max-replicas", "2"]) == 2
+    assert main(["serve", "--ray", "local", "--broker", "tcp://127.0.0.1:5556"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "rt-dtgan serve: --min-replicas 3 is above --max-replicas 2",
+        "rt-dtgan serve: --ray serves clients itself: give --bind, not --broker",
+    ]
+
+
 def test_metrics_and_status_line_count_what_happened(local_ray, model, portraits):
     pool = ReplicaPool(ClusterConfig(min_replicas=1, max_replicas=1, **FAST), ModelRecipe(model))
     try:

@@ -57,6 +57,34 @@ def clip_faces(path: Path, tracker_size: int) -> list[Face]:
     raise AssertionError(f"{path.name}: fewer than {FRAMES} faces")
 
 
+def test_serve_ray_local_serves_a_stream_and_stops_on_sigint():
+    """The command as a user runs it: its own local cluster, a stream served, SIGINT ends it."""
+    import signal
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from rt_dtgan.transport import ClientConfig, StreamClient
+    from rt_dtgan.transport.addresses import free_address
+
+    address = free_address()
+    argv = ["serve", "--ray", "local", "--bind", address, "--checkpoint", "paper", "--min-replicas", "1", "--max-replicas", "1"]
+    edge = subprocess.Popen([sys.executable, "-m", "rt_dtgan", *argv], stderr=subprocess.PIPE, text=True)
+    try:
+        with StreamClient(ClientConfig(address=address, reply_timeout_s=30.0)) as client:
+            size = client.connect(timeout_s=120)
+            crops = np.random.default_rng(0).integers(0, 256, (4, size, size, 3), dtype=np.uint8)
+            client.open(crops[0])
+            results = [client.process(crop, timeout_s=60) for crop in crops]
+        assert [r.crop.shape for r in results] == [(size, size, 3)] * len(crops)
+    finally:
+        edge.send_signal(signal.SIGINT)
+        _, err = edge.communicate(timeout=60)
+    assert edge.returncode == 0, err
+    assert "with engines on Ray (local)" in err and "replicas serving torch" in err
+
+
 def test_a_node_killed_mid_run_costs_no_frame_and_no_output(two_nodes, caplog):
     cluster, nodes = two_nodes
     recipe = CheckpointRecipe(threads=1)

@@ -41,6 +41,9 @@ from rt_dtgan.transport.serving import stop_on_signals
 from rt_dtgan.transport.worker import Worker, WorkerConfig
 
 NO_CROP = np.zeros((0, 0, 3), np.uint8)  # a face's crop where the model reads only its mesh
+# Calls' arguments and results up to this size travel inline, not through the object store:
+# a batch of 16 crops of 64 px each way took 1.9 ms instead of 5.7 (Ray's default: 100 KiB).
+INLINE_BYTES = 4 * 2**20
 
 log = logging.getLogger(__name__)
 
@@ -511,10 +514,12 @@ class _Meter:
 
 def connect(cluster: ClusterConfig) -> None:
     """Initialise Ray as ``cluster.address`` says: a new one-machine cluster (token
-    authentication on, the dashboard on loopback; Ray's other ports listen on the machine's
-    address: docs/cluster.md says what to firewall), or a running one."""
+    authentication on, the dashboard on loopback, INLINE_BYTES; Ray's other ports listen on
+    the machine's address: docs/cluster.md says what to firewall), or a running one (whose
+    head sets its own system config)."""
     if cluster.address == "local":
-        ray.init(namespace=cluster.namespace, dashboard_host="127.0.0.1", log_to_driver=False)
+        system = {"max_direct_call_object_size": INLINE_BYTES}
+        ray.init(namespace=cluster.namespace, dashboard_host="127.0.0.1", log_to_driver=False, _system_config=system)
     else:
         ray.init(address=cluster.address, namespace=cluster.namespace, log_to_driver=False)
 

@@ -1,14 +1,16 @@
 """`rt-dtgan web` in a real browser, against `rt-dtgan live` on the same clip, in one run.
 
 Headless Chromium (Debian's `chromium`, driven by Playwright; no browser is downloaded)
-gets a fake camera playing a real clip (converted to Y4M), opens the page, uploads a real
-portrait through #portrait, clicks #start, and takes the frames of both videos as the
-browser presents them (requestVideoFrameCallback: the camera's with its capture time, the
-output's with its display time). MediaPipe FaceMesh measures the mouth opening on each;
-the glass-to-glass latency is the delay that best aligns the output's mouth with the
-camera's (capture to display). The server's CPU time over the same seconds, over the frames
-it sent, is its CPU per frame; then `rt-dtgan live --output null` plays the same clip to
-the same portrait size, and its CPU per frame and frames/s are taken the same way.
+gets a fake camera playing a real clip (converted to Y4M, looped), opens the page, uploads a
+real portrait through #portrait and clicks #start. Over --seconds with the page only
+showing: the frames the server sent, its CPU time (all threads) over them, and the CPU the
+browser used. Then, over GRAB_S, the frames of both videos are taken as the browser presents
+them (requestVideoFrameCallback: the camera's with its capture time, the output's with its
+display time); MediaPipe FaceMesh measures the mouth opening on each, and the glass-to-glass
+latency is the delay that best aligns the output's mouth with the camera's (capture to
+display). Then `rt-dtgan live --output null` plays the same clip, looped, onto the same
+portrait at the same size for --seconds: its frames/s, CPU per frame and latency from its
+status lines. Last, what WebRTC's codecs cost per frame here (VP8 and H.264, as aiortc runs them).
 
     python bench/web.py [--clip ../shared/data/real/driving/lp_d3.mp4] \
         [--portrait ../shared/data/real/targets/av_obama.jpg] [--seconds 20] \
@@ -46,6 +48,7 @@ STATUS_LINE = re.compile(r"(\d+\.\d) fps  latency p50 +(\d+\.\d) ms")
 SERVER_START_S = 120.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 GRAB_WIDTH = 320  # frames taken from the page are brought to this width (enough for FaceMesh)
+GRAB_S = 10.0  # how long the frames are taken for the glass-to-glass latency
 LAG_STEP_MS = 5.0
 MAX_LAG_MS = 1500.0
 
@@ -85,20 +88,32 @@ def web_server(*options: str):
 
 
 @contextmanager
-def browser_page(url: str, camera_y4m: Path, downloads: Path, self_signed: bool = False):
-    """A headless Chromium page at ``url`` whose camera plays ``camera_y4m`` (``self_signed``:
-    the server's certificate is accepted, as a person accepts it at the browser's warning)."""
+def chromium(camera_y4m: Path, downloads: Path):
+    """Headless Chromium whose camera plays ``camera_y4m``, its downloads in ``downloads``."""
     from playwright.sync_api import sync_playwright
 
     flags = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={camera_y4m}"]
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path(), headless=True, args=flags, downloads_path=str(downloads))
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True, ignore_https_errors=self_signed)
-            page.goto(url)
-            yield page
+            yield browser
         finally:
             browser.close()
+
+
+def open_page(browser, url: str, self_signed: bool = False):
+    """A page of ``browser`` at ``url`` (``self_signed``: the server's certificate is accepted,
+    as a person accepts it at the browser's warning)."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True, ignore_https_errors=self_signed)
+    page.goto(url)
+    return page
+
+
+@contextmanager
+def browser_page(url: str, camera_y4m: Path, downloads: Path):
+    """A page at ``url`` of a headless Chromium whose camera plays ``camera_y4m``."""
+    with chromium(camera_y4m, downloads) as browser:
+        yield open_page(browser, url)
 
 
 def upload_and_start(page, portrait: Path, timeout_s: float = 10.0) -> float:
@@ -171,6 +186,15 @@ def mouth_range(openings: np.ndarray) -> float:
     return float(np.percentile(found, 95) - np.percentile(found, 5)) if found.size else 0.0
 
 
+def range_behind(camera: tuple[np.ndarray, np.ndarray], output: tuple[np.ndarray, np.ndarray], delay_ms: float) -> float:
+    """The camera's mouth range over the frames the output showed: those captured ``delay_ms``
+    before the output's first and last frames (at a second of latency, the last second of a
+    window's camera has not reached the output yet)."""
+    times, openings = camera
+    shown = (times >= output[0][0] - delay_ms) & (times <= output[0][-1] - delay_ms)
+    return mouth_range(openings[shown])
+
+
 def best_lag(camera: tuple[np.ndarray, np.ndarray], output: tuple[np.ndarray, np.ndarray]) -> tuple[float, float]:
     """The delay (ms) by which the output's mouth best follows the camera's -> (delay, Pearson r at it):
     both series interpolated on a LAG_STEP_MS grid, delays 0..MAX_LAG_MS tried."""
@@ -200,35 +224,51 @@ def process_cpu_s(pid: int) -> float:
 
 
 def measure_web(clip_y4m: Path, portrait: Path, seconds: float, folder: Path, screenshots: Path | None) -> dict:
-    """One browser session: start time, frames, server CPU per frame, glass-to-glass latency."""
+    """One browser session: the first frame's time; over ``seconds`` with the page only
+    showing, the frames sent, the server's and the browser's CPU; then over GRAB_S, with
+    frames taken from the page, the glass-to-glass latency and the mouths' ranges."""
     with web_server() as (server, url), browser_page(url, clip_y4m, folder) as page:
         first_frame_s = upload_and_start(page, portrait, timeout_s=20.0)
         page.wait_for_timeout(3000)  # past the first frames' warm-up
-        frames_before, cpu_before, began = _server_frames(page), process_cpu_s(server.pid), time.monotonic()
-        camera, output = grab(page, seconds)
-        frames_after, cpu_after, elapsed = _server_frames(page), process_cpu_s(server.pid), time.monotonic() - began
+        before = _server_frames(page), process_cpu_s(server.pid), _browser_cpu_s(), time.monotonic()
+        page.wait_for_timeout(seconds * 1000)
+        after = _server_frames(page), process_cpu_s(server.pid), _browser_cpu_s(), time.monotonic()
         figures = page.evaluate("window.rtDtgan")
         status = page.inner_text("#status")
+        camera, output = grab(page, GRAB_S)
         if screenshots is not None:
             take_screenshots(page, screenshots, folder)
-    sent = frames_after - frames_before
+    sent, server_cpu_s, browser_cpu_s, elapsed = (end - start for start, end in zip(before, after))
     camera_mouth, output_mouth = mouth_openings(camera), mouth_openings(output)
     lag_ms, lag_r = best_lag(camera_mouth, output_mouth)
     return {
         "first_frame_s": first_frame_s,
         "frames_sent": sent,
         "fps": sent / elapsed,
-        "server_cpu_ms_per_frame": 1000 * (cpu_after - cpu_before) / max(sent, 1),
+        "server_cpu_ms_per_frame": 1000 * server_cpu_s / max(sent, 1),
+        "browser_cpu_cores": browser_cpu_s / elapsed,
+        "page_latency_estimate_ms": figures.get("latencyMs"),
+        "server_latency_ms": figures["server"].get("server_ms"),
+        "status_line": status,
         "glass_to_glass_ms": lag_ms,
         "mouth_r_at_that_delay": lag_r,
         "camera_frames_taken": len(camera),
         "output_frames_taken": len(output),
-        "mouth_range_camera": mouth_range(camera_mouth[1]),
+        "mouth_range_camera": range_behind(camera_mouth, output_mouth, lag_ms),
         "mouth_range_output": mouth_range(output_mouth[1]),
-        "page_latency_estimate_ms": figures.get("latencyMs"),
-        "server_latency_ms": figures["server"].get("server_ms"),
-        "status_line": status,
     }
+
+
+def _browser_cpu_s() -> float:
+    """CPU seconds used so far by every Chromium process of this machine."""
+    total = 0.0
+    for folder in Path("/proc").iterdir():
+        try:
+            if folder.name.isdigit() and "chromium" in (folder / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace"):
+                total += process_cpu_s(int(folder.name))
+        except OSError:  # a process that ended meanwhile
+            continue
+    return total
 
 
 def take_screenshots(page, folder: Path, scratch: Path) -> None:

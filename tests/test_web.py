@@ -83,12 +83,12 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
-def test_a_portrait_is_brought_to_even_sides_within_its_size():
+def test_a_portrait_is_brought_to_whole_video_blocks_within_its_size():
     image = cv2.imread(str(PORTRAIT))
     odd = cv2.imencode(".png", cv2.resize(image, (361, 289)))[1].tobytes()
     target = prepare_upload(odd, "odd.png", PreprocessConfig(), max_side=640)
-    assert target.image.shape == (288, 360, 3)
-    assert prepare_upload(odd, "odd.png", PreprocessConfig(), max_side=181).image.shape[:2] == (144, 180)
+    assert target.image.shape == (288, 352, 3)
+    assert prepare_upload(odd, "odd.png", PreprocessConfig(), max_side=181).image.shape[:2] == (144, 176)
 
 
 @pytest.mark.parametrize(
@@ -152,6 +152,22 @@ def test_the_page_its_examples_and_bad_uploads_answer_in_words():
     _run(check())
 
 
+def test_an_upload_that_arrives_in_pieces_is_read_whole():
+    data = PORTRAIT.read_bytes()
+
+    async def slowly():
+        for start in range(0, len(data), len(data) // 3 + 1):
+            yield data[start : start + len(data) // 3 + 1]
+            await asyncio.sleep(0.05)
+
+    async def check():
+        async with TestClient(TestServer(_server(Access(None, None)).app)) as client:
+            reply = await client.post("/api/portrait", params={"name": "slow.jpg"}, data=slowly())
+            assert reply.status == 200, await reply.text()
+
+    _run(check())
+
+
 class _ClipTrack(VideoStreamTrack):
     """The shipped GRID clip's frames, again and again, at 30 frames/s: a browser's camera."""
 
@@ -196,7 +212,7 @@ def _stream_and_close(server: WebServer, where: str) -> None:
     async def check():
         async with TestClient(TestServer(server.app)) as client:
             portrait = await (await client.post("/api/portrait", params={"example": "lwbsza.jpg"})).json()
-            assert (portrait["width"], portrait["height"]) == (360, 288)
+            assert (portrait["width"], portrait["height"]) == (352, 288)
             peer, replies = RTCPeerConnection(), asyncio.Queue()
             peer.addTrack(_ClipTrack())
             channel = peer.createDataChannel("control")
@@ -209,7 +225,7 @@ def _stream_and_close(server: WebServer, where: str) -> None:
             await peer.setRemoteDescription(RTCSessionDescription(answer["sdp"], answer["type"]))
             track = await output
             frames = [await track.recv() for _ in range(FRAMES_WANTED)]
-            assert {(frame.width, frame.height) for frame in frames} == {(360, 288)}
+            assert {(frame.width, frame.height) for frame in frames} == {(352, 288)}
             second = await client.post("/api/offer", json=offer)
             assert second.status == 503 and "its most" in (await second.json())["error"]
 

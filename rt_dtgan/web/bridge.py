@@ -91,7 +91,7 @@ class OutputTrack(MediaStreamTrack):
         self.sent_latency_ms = float("nan")
 
     def offer(self, image: np.ndarray, capture_ns: int) -> None:
-        """A new output image ((H, W, 3) uint8 RGB, even sides) and its camera frame's arrival time."""
+        """A new output image ((H, W, 3) uint8 RGB, sides multiples of 16) and its camera frame's arrival time."""
         with self._lock:
             self._newest = (image, capture_ns)
         self._loop.call_soon_threadsafe(self._fresh.set)

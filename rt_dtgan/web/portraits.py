@@ -21,6 +21,9 @@ from rt_dtgan.face.target import prepare_target
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_PIXELS = 50_000_000  # refused before decoding: a small file may still describe a huge picture
+# The output's sides are cropped to multiples of this: at 640x638, Chromium showed the bottom of
+# aiortc's VP8 frames green once the encoder had restarted at a new bitrate (docs/web.md).
+VIDEO_BLOCK = 16
 KEPT_PORTRAITS = 32  # the oldest prepared portrait is forgotten beyond this many
 
 
@@ -29,7 +32,7 @@ class PortraitRefused(ValueError):
 
 
 def prepare_upload(data: bytes, name: str, config: PreprocessConfig, max_side: int | None) -> Target:
-    """An uploaded file's bytes -> a Target with even sides (the video encoder's need), its
+    """An uploaded file's bytes -> a Target whose sides are multiples of VIDEO_BLOCK, its
     longer side at most ``max_side``. Raises PortraitRefused: too large, not an image, no face."""
     if not data:
         raise PortraitRefused(f"{name} is empty: choose a photo with a face")
@@ -64,14 +67,15 @@ def _check_pixels(path: Path, name: str, not_an_image: PortraitRefused) -> None:
 
 
 def prepare_image(image: np.ndarray, name: str, config: PreprocessConfig, max_side: int | None) -> Target:
-    """(H, W, 3) uint8 RGB -> a Target with even sides; PortraitRefused without a face."""
+    """(H, W, 3) uint8 RGB -> a Target cropped to sides that are multiples of VIDEO_BLOCK (at most
+    VIDEO_BLOCK - 1 rows and columns lost); PortraitRefused without a face."""
     fitted = fit_image(image, max_side)
     height, width = fitted.shape[:2]
-    if min(height, width) < 2:
+    if min(height, width) < VIDEO_BLOCK:
         raise PortraitRefused(f"{name} is {width}x{height} pixels: too small for a face")
-    even = np.ascontiguousarray(fitted[: height - height % 2, : width - width % 2])
+    blocks = np.ascontiguousarray(fitted[: height - height % VIDEO_BLOCK, : width - width % VIDEO_BLOCK])
     try:
-        return prepare_target(even, config, name=name)
+        return prepare_target(blocks, config, name=name)
     except FaceNotFoundError:
         raise PortraitRefused(f"no face found in {name}: choose a photo where one face looks at the camera") from None
 

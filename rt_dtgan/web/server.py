@@ -29,6 +29,7 @@ from rt_dtgan.web.security import TOKEN_COOKIE, Access
 from rt_dtgan.web.session import ControlRefused, SessionSettings, TransferOpener, WebSession
 
 STATUS_INTERVAL_S = 0.5
+UPLOAD_CHUNK_BYTES = 64 * 1024
 EXAMPLE_SUFFIXES = (".jpg", ".jpeg", ".png")
 STATIC_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
 
@@ -105,7 +106,7 @@ class WebServer:
                 target = await loop.run_in_executor(None, lambda: prepare_image(load_image(path), path.name, preprocess, max_side))
             else:
                 name = request.query.get("name", "the file")[:100]
-                data = await request.content.read(MAX_UPLOAD_BYTES + 1)
+                data = await _body(request, MAX_UPLOAD_BYTES + 1)
                 target = await loop.run_in_executor(None, prepare_upload, data, name, preprocess, max_side)
         except PortraitRefused as refused:
             return web.json_response({"error": str(refused)}, status=400)
@@ -227,6 +228,16 @@ class _Stream:
     async def _on_state(self) -> None:
         if self.connection.connectionState in ("failed", "closed"):
             await self.close()
+
+
+async def _body(request: web.Request, limit: int) -> bytes:
+    """The request's body, all of it as it arrives, or its first ``limit`` bytes where longer."""
+    received = bytearray()
+    async for chunk in request.content.iter_chunked(UPLOAD_CHUNK_BYTES):
+        received += chunk
+        if len(received) >= limit:
+            break
+    return bytes(received[:limit])
 
 
 def _static_file(name: str) -> web.Response:

@@ -116,6 +116,29 @@ def test_a_replica_killed_mid_stream_loses_no_frame_and_changes_no_output(local_
         pool.shutdown()
 
 
+def test_a_frozen_replica_is_given_up_after_the_step_timeout_and_its_streams_go_on_exactly(local_ray, model, portraits, caplog):
+    """SIGSTOP, as a host that hangs: no error comes, only silence past step_timeout_s."""
+    pool = ReplicaPool(ClusterConfig(min_replicas=2, max_replicas=2, **{**FAST, "step_timeout_s": 3.0}), ModelRecipe(model))
+    try:
+        tick_until(pool, lambda: ready_replicas(pool) == 2)
+        faces = [driving_faces(portrait.mesh, 8, seed) for seed, portrait in enumerate(portraits[:2])]
+        streams = [pool.open(portrait) for portrait in portraits[:2]]
+        frozen = replica_pid(pool, streams[0])
+        outputs = [[] for _ in streams]
+        with caplog.at_level(logging.WARNING, logger="rt_dtgan.transport.cluster"):
+            for t in range(8):
+                if t == 4:
+                    os.kill(frozen, signal.SIGSTOP)
+                for out, output in zip(outputs, pool.step_many([(s, f[t]) for s, f in zip(streams, faces)])):
+                    out.append(output)
+        assert pool.failovers == 1 and "no answer within 3 s" in caplog.text
+        for portrait, face_list, got in zip(portraits, faces, outputs):
+            for remote, local in zip(got, local_outputs(model, portrait, face_list), strict=True):
+                assert_same_motion(remote, local)
+    finally:
+        pool.shutdown()
+
+
 def test_replicas_grow_with_streams_and_a_drained_one_hands_its_streams_over_exactly(local_ray, model, portraits):
     cluster = ClusterConfig(min_replicas=1, max_replicas=2, streams_per_replica=1, scale_down_after_s=0, **FAST)
     pool = ReplicaPool(cluster, ModelRecipe(model))

@@ -30,7 +30,7 @@ from functools import partial
 
 import numpy as np
 import ray
-from ray.exceptions import RayError, RayTaskError
+from ray.exceptions import GetTimeoutError, RayError, RayTaskError
 from ray.util import metrics
 
 from rt_dtgan.config import ConfigError
@@ -437,6 +437,8 @@ class ReplicaPool:
             return ray.get(call, timeout=self.cluster.step_timeout_s)
         except RayTaskError as error:
             raise EngineError(str(error.cause)) from None
+        except GetTimeoutError:
+            raise _ReplicaLost(f"no answer within {self.cluster.step_timeout_s:g} s") from None
         except RayError as error:
             raise _ReplicaLost(type(error).__name__) from None
 

@@ -49,6 +49,7 @@ SERVER_START_S = 120.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 GRAB_WIDTH = 320  # frames taken from the page are brought to this width (enough for FaceMesh)
 GRAB_S = 10.0  # how long the frames are taken for the glass-to-glass latency
+SCREENSHOT_QUALITY = 85  # JPEG
 LAG_STEP_MS = 5.0
 MAX_LAG_MS = 1500.0
 
@@ -272,15 +273,15 @@ def _browser_cpu_s() -> float:
 
 
 def take_screenshots(page, folder: Path, scratch: Path) -> None:
-    """web.png: the page streaming; web_refused.png: the message a text file as the portrait gets, the stream going on."""
+    """web.jpg: the page streaming; web_refused.jpg: the message a text file as the portrait gets, the stream going on."""
     folder.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(folder / "web.png"))
+    page.screenshot(path=str(folder / "web.jpg"), quality=SCREENSHOT_QUALITY)
     text = scratch / "notes.txt"
     text.write_text("not a photo\n")
     page.set_input_files("#portrait", str(text))
     page.wait_for_function("document.getElementById('message').textContent.includes('notes.txt')")
     page.wait_for_timeout(1000)
-    page.screenshot(path=str(folder / "web_refused.png"))
+    page.screenshot(path=str(folder / "web_refused.jpg"), quality=SCREENSHOT_QUALITY)
 
 
 def _server_frames(page) -> int:
@@ -360,7 +361,7 @@ def main() -> None:
     parser.add_argument("--portrait", type=Path, default=REAL_DATA / "targets" / "av_obama.jpg")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--json", type=Path, required=True)
-    parser.add_argument("--screenshots", type=Path, help="a folder for web.png and web_refused.png")
+    parser.add_argument("--screenshots", type=Path, help="a folder for web.jpg and web_refused.jpg")
     args = parser.parse_args()
     if chromium_path() is None:
         sys.exit("bench/web.py needs Debian's chromium: apt-get install chromium")

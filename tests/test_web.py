@@ -249,6 +249,39 @@ def _stream_and_close(server: WebServer, where: str) -> None:
     _run(check())
 
 
+def test_a_stream_whose_camera_stops_ends_by_itself_and_closes_its_connection(monkeypatch):
+    from rt_dtgan.web import session
+
+    monkeypatch.setattr(session, "CAMERA_GONE_S", 1.0)
+    preprocess, open_transfer = _transfer_opener(build_parser().parse_args(["web"]))
+    server = _server(Access(None, None), open_transfer, preprocess)
+
+    async def check():
+        async with TestClient(TestServer(server.app)) as client:
+            portrait = await (await client.post("/api/portrait", params={"example": "lwbsza.jpg"})).json()
+            peer, replies = RTCPeerConnection(), asyncio.Queue()
+            sender = peer.addTrack(_ClipTrack())
+            channel = peer.createDataChannel("control")
+            channel.on("message", lambda message: replies.put_nowait(json.loads(message)))
+            output = asyncio.get_running_loop().create_future()
+            peer.on("track", output.set_result)
+            await peer.setLocalDescription(await peer.createOffer())
+            offer = {"sdp": peer.localDescription.sdp, "type": "offer", "portrait": portrait["id"]}
+            answer = await (await client.post("/api/offer", json=offer)).json()
+            await peer.setRemoteDescription(RTCSessionDescription(answer["sdp"], answer["type"]))
+            await (await output).recv()
+            (stream,) = server.sessions.values()
+            sender.replaceTrack(None)  # the camera stops sending; the connection stays up
+            assert (await _next_reply(replies, "ended"))["error"] is None
+            deadline = time.monotonic() + HANG_S
+            while (server.sessions or stream.connection.connectionState != "closed") and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            assert not server.sessions and stream.connection.connectionState == "closed"
+            await peer.close()
+
+    _run(check())
+
+
 async def _next_reply(replies: asyncio.Queue, kind: str | None = None) -> dict:
     """The next message from the server (of ``kind``, where given; figures are skipped otherwise)."""
     while True:

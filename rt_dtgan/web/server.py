@@ -186,7 +186,8 @@ class _Stream:
         self._closed = True
         self.registry.pop(self.id, None)
         for task in self._tasks:
-            task.cancel()
+            if task is not asyncio.current_task():  # the task closing goes on to the end of this
+                task.cancel()
         await asyncio.get_running_loop().run_in_executor(None, self.session.close)
         await self.connection.close()
 

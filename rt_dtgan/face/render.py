@@ -31,6 +31,10 @@ from rt_dtgan.face.gaze import GazeShift
 from rt_dtgan.face.head import COARSE, HeadSampling, upsampled
 from rt_dtgan.face.target import Target
 
+# Where the refiner's mask shows on a moved head is looked for on every PAINT_STRIDE-th of the
+# head's coarse pixels (the map is smooth on that scale), then widened by as many.
+PAINT_STRIDE = 4
+
 
 @dataclass(frozen=True, eq=False)
 class WarpPlan:
@@ -107,14 +111,14 @@ class WarpPlan:
     ) -> np.ndarray:
         """The part of the portrait the head moves (h, w, 3) uint8: the head's sampling, the
         expression's ``field`` (or None) where it points, the refiner's colours painted there."""
-        # Composed on the head's coarse pixels, then upsampled once: both maps are smooth on
-        # that scale (the field bilinear over cells of the crop's grid, the head's over 48 cells).
+        # Composed on the head's coarse pixels, then upsampled part by part: both maps are smooth
+        # on that scale (the field bilinear over cells of the crop's grid, the head's over 48 cells).
         moved_by = head.moved_by
         if field is not None:
             in_box = head.centres + moved_by - np.array([self.columns.start + 0.5, self.rows.start + 0.5], dtype=np.float32)
             moved_by = moved_by + cv2.remap(field, in_box, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         height, width = head.rows.stop - head.rows.start, head.columns.stop - head.columns.start
-        full = upsampled(moved_by, slice(0, height), slice(0, width)) + self._image_indices[head.rows, head.columns]
+        own = self._image_indices[head.rows, head.columns]
         # Bilinear around the face's box (hair, ears, neck: about 5 times cheaper than bicubic
         # here), bicubic over it, as _sample, where the detail is. Beyond the image's edge its
         # edge repeats (mirrored, the hair above came back as a blob).
@@ -123,30 +127,34 @@ class WarpPlan:
         parts = [(part, cv2.INTER_LINEAR) for part in _around(face, height, width)] + [(face, cv2.INTER_CUBIC)]
         for part, interpolation in parts:
             if part[0].stop > part[0].start and part[1].stop > part[1].start:
-                indices_there = np.ascontiguousarray(full[part])
-                warped[part] = cv2.remap(self.target.image, indices_there, None, interpolation, borderMode=cv2.BORDER_REPLICATE)
+                indices = upsampled(moved_by, *part) + own[part]
+                warped[part] = cv2.remap(self.target.image, indices, None, interpolation, borderMode=cv2.BORDER_REPLICATE)
         if mask is not None:
             self._paint_head(warped, head, mask, colour)
         return warped
 
     def _paint_head(self, warped: np.ndarray, head: HeadSampling, mask: np.ndarray, colour: np.ndarray) -> None:
         """Blend the refiner's colours into the head's part ``warped`` (h, w, 3), in place, where
-        the moved face shows its mask: over the pixels whose head position falls near the mask."""
+        the moved face shows its mask: over the pixels whose head position falls near the mask
+        (found on every PAINT_STRIDE-th coarse pixel, then widened by as many)."""
         extent = _mask_extent(mask)
         if extent is None:
             return
-        affine = np.hstack([self.crop_matrix, self.crop_offset[:, None]])
-        crop = cv2.transform(head.centres + head.moved_by, affine)
-        (low, high), slack = extent, 2.0 * COARSE * float(np.abs(self.crop_matrix).max())
-        inside = ((crop >= low - slack) & (crop <= high + slack)).all(axis=-1)
-        coarse_rows, coarse_columns = np.nonzero(inside.any(axis=1))[0], np.nonzero(inside.any(axis=0))[0]
-        if not len(coarse_rows):
+        (left, top), (right, bottom) = extent
+        corners = np.array([[left, top], [right, top], [left, bottom], [right, bottom]], dtype=np.float64)
+        in_image = (corners - self.crop_offset) @ np.linalg.inv(self.crop_matrix).T
+        low, high = in_image.min(axis=0), in_image.max(axis=0)
+        sampled = (head.centres + head.moved_by)[::PAINT_STRIDE, ::PAINT_STRIDE]
+        near = ((sampled >= low) & (sampled <= high)).all(axis=-1)
+        near_rows, near_columns = np.nonzero(near.any(axis=1))[0], np.nonzero(near.any(axis=0))[0]
+        if not len(near_rows):
             return
         height, width = warped.shape[:2]
-        rows = slice(max((coarse_rows[0] - 1) * COARSE, 0), min((coarse_rows[-1] + 2) * COARSE, height))
-        columns = slice(max((coarse_columns[0] - 1) * COARSE, 0), min((coarse_columns[-1] + 2) * COARSE, width))
+        reach = PAINT_STRIDE * COARSE
+        rows = slice(max((near_rows[0] - 1) * reach, 0), min((near_rows[-1] + 2) * reach, height))
+        columns = slice(max((near_columns[0] - 1) * reach, 0), min((near_columns[-1] + 2) * reach, width))
         at = upsampled(head.moved_by, rows, columns) + self._image_indices[head.rows, head.columns][rows, columns] + 0.5
-        crop = cv2.transform(np.ascontiguousarray(at), affine)
+        crop = cv2.transform(np.ascontiguousarray(at), np.hstack([self.crop_matrix, self.crop_offset[:, None]]))
         self._paint(warped[rows, columns], np.ascontiguousarray(crop[..., 0]), np.ascontiguousarray(crop[..., 1]), mask, colour)
 
     @cached_property

@@ -30,12 +30,21 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 FAST = dict(replica_cpus=0.5, step_timeout_s=HANG_S, start_timeout_s=120.0)
 
 
+def restore_environment(environment: dict[str, str]) -> None:
+    """Put os.environ back as it was: ray.init sets variables (PYTHONBREAKPOINT, RAY_AUTH_MODE, ...)
+    that the later tests' subprocesses would inherit."""
+    os.environ.clear()
+    os.environ.update(environment)
+
+
 @pytest.fixture(scope="module")
 def local_ray():
     """A one-node Ray cluster for the module: 2 CPUs, a small object store, no dashboard."""
+    environment = dict(os.environ)
     ray.init(num_cpus=2, object_store_memory=80 * 2**20, include_dashboard=False, namespace="rt-dtgan-tests", log_to_driver=False)
     yield
     ray.shutdown()
+    restore_environment(environment)
 
 
 @pytest.fixture(scope="module")

@@ -5,13 +5,14 @@ node killed mid-run. Every stream gets all its frames, equal to a local transfer
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import av
 import pytest
 import ray
 from ray.cluster_utils import Cluster
-from test_cluster import assert_same_motion, tick_until
+from test_cluster import assert_same_motion, restore_environment, tick_until
 
 from rt_dtgan.face import FaceTracker, load_target
 from rt_dtgan.runtime.engine import Face
@@ -34,12 +35,14 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def two_nodes():
     """A head that runs nothing (the edge's driver) and two nodes of one CPU each."""
+    environment = dict(os.environ)
     cluster = Cluster(initialize_head=True, head_node_args=dict(num_cpus=0, object_store_memory=NODE_MEMORY, include_dashboard=False))
     nodes = [cluster.add_node(num_cpus=1, object_store_memory=NODE_MEMORY) for _ in range(2)]
     ray.init(address=cluster.address, namespace="rt-dtgan-tests", log_to_driver=False)
     yield cluster, nodes
     ray.shutdown()
     cluster.shutdown()
+    restore_environment(environment)
 
 
 def clip_faces(path: Path, tracker_size: int) -> list[Face]:

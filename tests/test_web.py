@@ -1,7 +1,8 @@
 """`rt-dtgan web` without a browser: who may open it, what an upload must be, the page's
 settings and controls, and a whole stream through the server, its media over WebRTC from an
 in-process aiortc peer playing the shipped GRID clip: frames come back at the portrait's
-size, the controls answer, and a closed connection frees its stream. The page in a real
+size, the controls answer, two browsers at once have a stream each, and a closed connection
+(or a camera that stops) frees its stream. The page in a real
 browser: tests/test_web_browser.py (heavy)."""
 
 from __future__ import annotations
@@ -213,38 +214,46 @@ def _stream_and_close(server: WebServer, where: str) -> None:
         async with TestClient(TestServer(server.app)) as client:
             portrait = await (await client.post("/api/portrait", params={"example": "lwbsza.jpg"})).json()
             assert (portrait["width"], portrait["height"]) == (352, 288)
-            peer, replies = RTCPeerConnection(), asyncio.Queue()
-            peer.addTrack(_ClipTrack())
-            channel = peer.createDataChannel("control")
-            channel.on("message", lambda message: replies.put_nowait(json.loads(message)))
-            output = asyncio.get_running_loop().create_future()
-            peer.on("track", output.set_result)
-            await peer.setLocalDescription(await peer.createOffer())
-            offer = {"sdp": peer.localDescription.sdp, "type": "offer", "portrait": portrait["id"], "settings": {"strength": 1.5}}
-            answer = await (await client.post("/api/offer", json=offer)).json()
-            await peer.setRemoteDescription(RTCSessionDescription(answer["sdp"], answer["type"]))
-            track = await output
-            frames = [await track.recv() for _ in range(FRAMES_WANTED)]
+            browser = await _Browser.open(client, portrait["id"], {"strength": 1.5})
+            frames = [await browser.output.recv() for _ in range(FRAMES_WANTED)]
             assert {(frame.width, frame.height) for frame in frames} == {(352, 288)}
-            second = await client.post("/api/offer", json=offer)
+            second = await client.post("/api/offer", json=browser.offer)
             assert second.status == 503 and "its most" in (await second.json())["error"]
 
-            channel.send(json.dumps({"type": "mirror", "on": True}))
-            channel.send(json.dumps({"type": "strength", "value": 9}))
-            channel.send(json.dumps({"type": "strength", "value": 0.5}))
-            channel.send(json.dumps({"type": "pose", "mode": "lock"}))
-            answered = [await _next_reply(replies) for _ in range(4)]
+            for control in [{"type": "mirror", "on": True}, {"type": "strength", "value": 9}, {"type": "strength", "value": 0.5},
+                            {"type": "pose", "mode": "lock"}]:  # fmt: skip
+                browser.channel.send(json.dumps(control))
+            answered = [await browser.reply() for _ in range(4)]
             strength_changes = "applied" if where == "local" else "refused"  # a worker takes it at the start only
             assert [reply["type"] for reply in answered] == ["applied", "refused", strength_changes, "applied"]
             assert answered[0]["text"] == "mirror on" and "from 0 to 3" in answered[1]["text"]
-            figures = await _next_reply(replies, "figures")
+            figures = await browser.reply("figures")
             assert figures["frames"] > 0 and figures["face"] and figures["error"] is None
 
-            await peer.close()
-            deadline = time.monotonic() + HANG_S
-            while server.sessions and time.monotonic() < deadline:
-                await asyncio.sleep(0.1)
+            await browser.peer.close()
+            await _until(lambda: not server.sessions)
             assert not server.sessions, "the closed connection's stream is still open"
+
+    _run(check())
+
+
+def test_two_browsers_at_once_each_have_their_own_stream():
+    preprocess, open_transfer = _transfer_opener(build_parser().parse_args(["web"]))
+    server = _server(Access(None, None), open_transfer, preprocess)
+
+    async def check():
+        async with TestClient(TestServer(server.app)) as client:
+            first = await (await client.post("/api/portrait", params={"example": "lwbsza.jpg"})).json()
+            second = await (await client.post("/api/portrait", params={"example": "brbk7n.jpg"})).json()
+            browsers = [await _Browser.open(client, first["id"]), await _Browser.open(client, second["id"], {"mirror": True})]
+            assert len(server.sessions) == 2
+            looks = [(await browser.output.recv()).to_ndarray(format="rgb24") for browser in browsers]
+            assert not np.array_equal(looks[0], looks[1]), "both browsers got the same portrait"
+            await browsers[0].peer.close()
+            await _until(lambda: len(server.sessions) == 1)
+            assert len(server.sessions) == 1
+            await browsers[1].output.recv()  # the other goes on
+            await browsers[1].peer.close()
 
     _run(check())
 
@@ -259,32 +268,48 @@ def test_a_stream_whose_camera_stops_ends_by_itself_and_closes_its_connection(mo
     async def check():
         async with TestClient(TestServer(server.app)) as client:
             portrait = await (await client.post("/api/portrait", params={"example": "lwbsza.jpg"})).json()
-            peer, replies = RTCPeerConnection(), asyncio.Queue()
-            sender = peer.addTrack(_ClipTrack())
-            channel = peer.createDataChannel("control")
-            channel.on("message", lambda message: replies.put_nowait(json.loads(message)))
-            output = asyncio.get_running_loop().create_future()
-            peer.on("track", output.set_result)
-            await peer.setLocalDescription(await peer.createOffer())
-            offer = {"sdp": peer.localDescription.sdp, "type": "offer", "portrait": portrait["id"]}
-            answer = await (await client.post("/api/offer", json=offer)).json()
-            await peer.setRemoteDescription(RTCSessionDescription(answer["sdp"], answer["type"]))
-            await (await output).recv()
+            browser = await _Browser.open(client, portrait["id"])
+            await browser.output.recv()
             (stream,) = server.sessions.values()
-            sender.replaceTrack(None)  # the camera stops sending; the connection stays up
-            assert (await _next_reply(replies, "ended"))["error"] is None
-            deadline = time.monotonic() + HANG_S
-            while (server.sessions or stream.connection.connectionState != "closed") and time.monotonic() < deadline:
-                await asyncio.sleep(0.1)
+            browser.camera.replaceTrack(None)  # the camera stops sending; the connection stays up
+            assert (await browser.reply("ended"))["error"] is None
+            await _until(lambda: not server.sessions and stream.connection.connectionState == "closed")
             assert not server.sessions and stream.connection.connectionState == "closed"
-            await peer.close()
+            await browser.peer.close()
 
     _run(check())
 
 
-async def _next_reply(replies: asyncio.Queue, kind: str | None = None) -> dict:
-    """The next message from the server (of ``kind``, where given; figures are skipped otherwise)."""
-    while True:
-        reply = await asyncio.wait_for(replies.get(), HANG_S)
-        if reply["type"] == kind or (kind is None and reply["type"] != "figures"):
-            return reply
+class _Browser:
+    """What the page does, in-process: the shipped clip as its camera, the control channel,
+    the output track once the server's answer is in."""
+
+    @classmethod
+    async def open(cls, client: TestClient, portrait_id: str, settings: dict | None = None) -> _Browser:
+        browser = cls()
+        browser.peer, browser.replies = RTCPeerConnection(), asyncio.Queue()
+        browser.camera = browser.peer.addTrack(_ClipTrack())
+        browser.channel = browser.peer.createDataChannel("control")
+        browser.channel.on("message", lambda message: browser.replies.put_nowait(json.loads(message)))
+        output = asyncio.get_running_loop().create_future()
+        browser.peer.on("track", output.set_result)
+        await browser.peer.setLocalDescription(await browser.peer.createOffer())
+        browser.offer = {"sdp": browser.peer.localDescription.sdp, "type": "offer", "portrait": portrait_id, "settings": settings or {}}
+        answer = await (await client.post("/api/offer", json=browser.offer)).json()
+        await browser.peer.setRemoteDescription(RTCSessionDescription(answer["sdp"], answer["type"]))
+        browser.output = await output
+        return browser
+
+    async def reply(self, kind: str | None = None) -> dict:
+        """The next message from the server (of ``kind``, where given; figures are skipped otherwise)."""
+        while True:
+            reply = await asyncio.wait_for(self.replies.get(), HANG_S)
+            if reply["type"] == kind or (kind is None and reply["type"] != "figures"):
+                return reply
+
+
+async def _until(condition) -> None:
+    """Wait until ``condition()`` holds, at most HANG_S."""
+    deadline = time.monotonic() + HANG_S
+    while not condition() and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)

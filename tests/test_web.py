@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import struct
 import time
 import zlib
@@ -188,9 +189,14 @@ class _ClipTrack(VideoStreamTrack):
 
 @contextmanager
 def _engine_options(where: str):
-    """Options of `rt-dtgan web` for an in-process engine, or a worker serving the shipped model on loopback."""
+    """Options of `rt-dtgan web` for an in-process engine, a worker serving the shipped model on
+    loopback ("remote"), or the Ray edge over one replica of it on a local Ray cluster ("ray")."""
     if where == "local":
         yield []
+        return
+    if where == "ray":
+        with _ray_edge() as address:
+            yield ["--remote", address]
         return
     from rt_dtgan.runtime.engine import open_engine
     from rt_dtgan.transport import Worker, WorkerConfig
@@ -200,7 +206,30 @@ def _engine_options(where: str):
         yield ["--remote", worker.address]
 
 
-@pytest.mark.parametrize("where", ["local", "remote"])
+@contextmanager
+def _ray_edge():
+    """`serve --ray local`'s edge on loopback, one replica of the shipped model -> its address."""
+    import ray
+    from test_cluster import restore_environment
+
+    from rt_dtgan.transport import Worker, WorkerConfig
+    from rt_dtgan.transport.cluster import ClusterConfig, ReplicaPool
+    from rt_dtgan.transport.replica import CheckpointRecipe
+
+    environment = dict(os.environ)
+    ray.init(num_cpus=2, object_store_memory=80 * 2**20, include_dashboard=False, namespace="rt-dtgan-web", log_to_driver=False)
+    cluster = ClusterConfig(min_replicas=1, max_replicas=1, replica_cpus=0.5, start_timeout_s=120.0)
+    pool = ReplicaPool(cluster, CheckpointRecipe(None, "torch"))
+    try:
+        with serving(Worker(WorkerConfig(bind=LOOPBACK), pool, on_turn=pool.tick)) as edge:
+            yield edge.address
+    finally:
+        pool.shutdown()
+        ray.shutdown()
+        restore_environment(environment)
+
+
+@pytest.mark.parametrize("where", ["local", "remote", pytest.param("ray", marks=pytest.mark.heavy)])
 def test_a_stream_over_webrtc_animates_the_portrait_answers_its_controls_and_is_freed_when_closed(where):
     with _engine_options(where) as options:
         args = build_parser().parse_args(["web", "--max-sessions", "1", *options])
@@ -224,7 +253,7 @@ def _stream_and_close(server: WebServer, where: str) -> None:
                             {"type": "pose", "mode": "lock"}]:  # fmt: skip
                 browser.channel.send(json.dumps(control))
             answered = [await browser.reply() for _ in range(4)]
-            strength_changes = "applied" if where == "local" else "refused"  # a worker takes it at the start only
+            strength_changes = "applied" if where == "local" else "refused"  # a worker or the edge takes it at the start only
             assert [reply["type"] for reply in answered] == ["applied", "refused", strength_changes, "applied"]
             assert answered[0]["text"] == "mirror on" and "from 0 to 3" in answered[1]["text"]
             figures = await browser.reply("figures")

@@ -77,10 +77,14 @@ class HandoffThread(Generic[Item]):
             self._end = item
         return self._end
 
+    def ask_to_stop(self) -> None:
+        """Cue the thread to finish, without waiting: several threads then wind down at once."""
+        self._stopping.set()
+
     def stop(self, timeout: float | None = None) -> None:
         """Ask the thread to finish and wait for it, at most ``timeout`` seconds (None: until
         it has), dropping what it still queues so that its ``put`` returns."""
-        self._stopping.set()
+        self.ask_to_stop()
         deadline = None if timeout is None else time.monotonic() + timeout
         while self._thread.is_alive() and (deadline is None or time.monotonic() < deadline):
             self._drop_queued()

@@ -65,6 +65,9 @@ def run_frames(
             if capture.status.error is not None:
                 raise
         finally:
+            # Both cued at once, so that their waits overlap rather than add up.
+            stepping.ask_to_stop()
+            tracking.ask_to_stop()
             stepping.close()
             tracking.close()
     return written

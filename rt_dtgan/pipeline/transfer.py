@@ -302,6 +302,10 @@ class ThreadStage:
             raise item.error
         return item
 
+    def ask_to_stop(self) -> None:
+        """Cue the thread to finish, without waiting (``close`` then waits for it)."""
+        self._thread.ask_to_stop()
+
     def close(self) -> None:
         """Stop the thread and wait for it, at most STAGE_STOP_S; safe to call more than once."""
         self._thread.stop(timeout=STAGE_STOP_S)
@@ -342,9 +346,14 @@ class SteppingStage(ThreadStage):
         super().__init__(transfer.step, tracking, "engine", depth)
         self.transfer = transfer
 
+    def ask_to_stop(self) -> None:
+        """Interrupt a step waiting on a remote engine and cue the thread to finish, without waiting."""
+        self.transfer.interrupt()
+        super().ask_to_stop()
+
     def close(self) -> None:
         """Interrupt a step waiting on a remote engine, then stop the thread."""
-        self.transfer.interrupt()
+        self.ask_to_stop()
         super().close()
 
 

@@ -193,11 +193,20 @@ def test_a_stop_ends_the_loop_within_the_deadline_whatever_is_stalled(stall, how
 LIVE = [sys.executable, "-m", "rt_dtgan", "live", "--target", "synthetic:4"]
 
 
+def _interruptible() -> None:
+    """In a command's process before it starts: SIGINT back to its default."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Command:
     """A running ``rt-dtgan`` command whose stderr (status lines end in \\r) is read line by line."""
 
     def __init__(self, argv: list[str]) -> None:
-        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        # SIGINT as a terminal gives it, whatever this runner's own (a background job's is ignored,
+        # and an ignored signal stays ignored across exec: Ctrl-C would then test nothing).
+        self.process = subprocess.Popen(
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=_interruptible
+        )
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()

@@ -34,6 +34,7 @@ CHEEKS_AND_NOSE = (205, 425, 50, 280, 1, 98, 327)
 # The FaceMesh points F moves (its offsets come in this order).
 MOVING_POINTS = LIPS_OUTER + LIPS_INNER + EYE_IMAGE_LEFT + EYE_IMAGE_RIGHT + BROWS + JAW + CHEEKS_AND_NOSE
 EYES = EYE_IMAGE_LEFT + EYE_IMAGE_RIGHT
+EYE_KEYPOINTS = [MOVING_POINTS.index(point) for point in EYES]  # their places among F's offsets
 # Facing points (upper, lower) of the inner lips and of the eyelids: a moved upper point never
 # goes further below its lower one than in the portrait (a driver's blink or closing mouth
 # can move further than the portrait's own gap); where it would, both meet halfway.
@@ -321,9 +322,8 @@ def with_measured_eyes(offsets: Tensor, mesh: Tensor, anchor: Tensor) -> Tensor:
     anchor. A blink lasts a few frames; F, through its LSTM, gave about half of it (eye r 0.87
     on the real pairs against the training-free warp's 0.94), the mesh all of it (0.91, the
     worst pair 0.51 against 0.31); half of each gave 0.91 and 0.38."""
-    eyes = [MOVING_POINTS.index(point) for point in EYES]
     measured = offsets.clone()
-    measured[:, eyes] = (mesh - anchor)[:, list(EYES)].to(offsets.dtype)
+    measured[:, EYE_KEYPOINTS] = (mesh - anchor)[:, list(EYES)].to(offsets.dtype)
     return measured
 
 

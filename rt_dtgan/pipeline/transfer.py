@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Protocol
 
 import numpy as np
@@ -144,8 +145,6 @@ class FaceTransfer:
     ) -> None:
         self.driver, self.target, self.tracker = driver, target, tracker
         self.head, self.gaze = head, gaze
-        self._head_rig: HeadRig | None = None
-        self._gaze_rig: GazeRig | None = None
         self._mirrored = threading.Event()
         self.set_mirror(mirror)
         self.neutral_picker = neutral_picker
@@ -202,9 +201,6 @@ class FaceTransfer:
         motion = self.head.follow(tracked.pose, tracked.timestamp)
         if motion is None:
             return None
-        if self._head_rig is None:
-            height, width = self.target.image.shape[:2]
-            self._head_rig = HeadRig.build(self.target.landmarks.points, (width, height))
         return self._head_rig.sampling(motion)
 
     def _look(self, tracked: TrackResult, generated: Generated | None) -> GazeShift | None:
@@ -215,10 +211,19 @@ class FaceTransfer:
         look = self.gaze.follow(iris_places(tracked.landmarks.points), tracked.timestamp)
         if look is None:
             return None
-        if self._gaze_rig is None:
-            height, width = self.target.image.shape[:2]
-            self._gaze_rig = GazeRig.build(self.target.landmarks.points, (width, height))
         return self._gaze_rig.shift(look)
+
+    @cached_property
+    def _head_rig(self) -> HeadRig:
+        """The portrait's head, built at its first motion."""
+        height, width = self.target.image.shape[:2]
+        return HeadRig.build(self.target.landmarks.points, (width, height))
+
+    @cached_property
+    def _gaze_rig(self) -> GazeRig:
+        """The portrait's eyes, built at their first look."""
+        height, width = self.target.image.shape[:2]
+        return GazeRig.build(self.target.landmarks.points, (width, height))
 
     def _anchor(self, reference: AlignedFace | None) -> None:
         """The engine's anchor, the head's and the look's: ``reference``, or the next frame stepped."""
